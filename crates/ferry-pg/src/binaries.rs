@@ -1,0 +1,1 @@
+//! Finding PostgreSQL server binaries and client tools of any major.

@@ -1,0 +1,9 @@
+//! Everything Ferry needs to talk to PostgreSQL that is not replication: connecting (TLS,
+//! passwords from the environment or `~/.pgpass`), quoting, catalog SQL, the client binaries
+//! (`pg_dump`, `pg_restore`) and the local throwaway clusters used by `ferry demo` and the tests.
+
+pub mod binaries;
+mod error;
+pub mod local_cluster;
+
+pub use error::PgError;

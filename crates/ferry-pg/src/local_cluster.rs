@@ -1,0 +1,1 @@
+//! Throwaway local clusters (initdb + pg_ctl).
