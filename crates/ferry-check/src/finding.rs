@@ -27,11 +27,20 @@ pub struct Finding {
 
 impl Finding {
     pub fn error(code: &'static str, summary: impl Into<String>, fix: impl Into<String>) -> Self {
-        Finding { code, severity: Severity::Error, summary: summary.into(), evidence: vec![], fix: fix.into() }
+        Finding {
+            code,
+            severity: Severity::Error,
+            summary: summary.into(),
+            evidence: vec![],
+            fix: fix.into(),
+        }
     }
 
     pub fn warning(code: &'static str, summary: impl Into<String>, fix: impl Into<String>) -> Self {
-        Finding { severity: Severity::Warning, ..Finding::error(code, summary, fix) }
+        Finding {
+            severity: Severity::Warning,
+            ..Finding::error(code, summary, fix)
+        }
     }
 
     pub fn with_evidence(mut self, evidence: Vec<String>) -> Self {

@@ -11,5 +11,5 @@ mod selection;
 pub use error::CheckError;
 pub use finding::{Finding, Severity};
 pub use preflight::{preflight, Preflight, PreflightInput, ServerFacts};
-pub use roles::{missing_roles, RoleInfo};
+pub use roles::missing_roles;
 pub use selection::{select_tables, TableSelection};

@@ -6,9 +6,10 @@ use ferry_pg::{sql_error, PgError};
 use ferry_spec::{MissingRoles, Plan};
 use tokio_postgres::Client;
 
-use crate::roles::{missing_roles, RoleInfo};
+use crate::roles::missing_roles;
 use crate::selection::{select_tables, TableSelection};
 use crate::{CheckError, Finding, Severity};
+use ferry_pg::catalog::RoleInfo;
 
 /// What preflight needs besides the two sessions.
 pub struct PreflightInput<'a> {
@@ -57,7 +58,9 @@ pub struct Preflight {
 impl Preflight {
     /// Findings that stop the run.
     pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.severity == Severity::Error)
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
     }
 
     pub fn is_clear(&self) -> bool {
@@ -97,7 +100,10 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
     if source_facts.version_num < 100_000 {
         findings.push(Finding::error(
             "source.version",
-            format!("the source runs PostgreSQL {}; logical replication needs 10 or later", source_facts.version),
+            format!(
+                "the source runs PostgreSQL {}; logical replication needs 10 or later",
+                source_facts.version
+            ),
             "upgrade the source to PostgreSQL 10+ in place first, or use mode = \"physical\"",
         ));
     }
@@ -122,18 +128,25 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
         findings.push(Finding::error(
             "source.replication_privilege",
             format!("role \"{role}\" on the source may not open replication connections"),
-            format!("run ALTER ROLE {} REPLICATION on the source (or use a role that has it)", ferry_pg::quote::ident(&role)),
+            format!(
+                "run ALTER ROLE {} REPLICATION on the source (or use a role that has it)",
+                ferry_pg::quote::ident(&role)
+            ),
         ));
     }
     if !can_create && !is_superuser {
         findings.push(Finding::error(
             "source.create_privilege",
             format!("role \"{role}\" may not create publications in the source database"),
-            format!("GRANT CREATE ON DATABASE … TO {}", ferry_pg::quote::ident(&role)),
+            format!(
+                "GRANT CREATE ON DATABASE … TO {}",
+                ferry_pg::quote::ident(&role)
+            ),
         ));
     }
     let ours_exist = leftovers(source, input.slot, input.publications).await?;
-    let needs_slot = input.fresh_run || !ours_exist.iter().any(|l| l.starts_with("replication slot"));
+    let needs_slot =
+        input.fresh_run || !ours_exist.iter().any(|l| l.starts_with("replication slot"));
     if needs_slot && free_slots < 1 {
         findings.push(Finding::error(
             "source.replication_slots",
@@ -161,7 +174,11 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
     }
 
     let tables = catalog::tables(source).await?;
-    let not_owned: Vec<String> = tables.iter().filter(|t| !t.owned && !is_superuser).map(|t| t.name.to_string()).collect();
+    let not_owned: Vec<String> = tables
+        .iter()
+        .filter(|t| !t.owned && !is_superuser)
+        .map(|t| t.name.to_string())
+        .collect();
     let (selection, mut table_findings) = select_tables(tables, &input.plan.tables);
     findings.append(&mut table_findings);
     if !not_owned.is_empty() {
@@ -183,7 +200,11 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
     }
 
     if input.fresh_run && !input.allow_nonempty_target {
-        let rows = input.target.query(include_str!("../sql/target_objects.sql"), &[]).await.map_err(sql_error("listing the target's tables"))?;
+        let rows = input
+            .target
+            .query(include_str!("../sql/target_objects.sql"), &[])
+            .await
+            .map_err(sql_error("listing the target's tables"))?;
         let existing: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
         if !existing.is_empty() {
             findings.push(
@@ -237,10 +258,17 @@ fn find_tools(source_major: u32) -> Result<(ClientTool, ClientTool), PgError> {
     Ok((dump, restore))
 }
 
-async fn leftovers(source: &Client, slot: &str, publications: &[String]) -> Result<Vec<String>, PgError> {
+async fn leftovers(
+    source: &Client,
+    slot: &str,
+    publications: &[String],
+) -> Result<Vec<String>, PgError> {
     let mut found = Vec::new();
     let slots = source
-        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
         .await
         .map_err(sql_error("looking for Ferry's slot"))?;
     for r in slots {
@@ -248,7 +276,10 @@ async fn leftovers(source: &Client, slot: &str, publications: &[String]) -> Resu
         found.push(format!("replication slot {name}"));
     }
     let pubs = source
-        .query("SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1)", &[&publications])
+        .query(
+            "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1)",
+            &[&publications],
+        )
         .await
         .map_err(sql_error("looking for Ferry's publications"))?;
     for r in pubs {
@@ -260,16 +291,25 @@ async fn leftovers(source: &Client, slot: &str, publications: &[String]) -> Resu
 
 async fn extension_findings(source: &Client, target: &Client) -> Result<Vec<Finding>, PgError> {
     let used = source
-        .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1", &[])
+        .query(
+            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+            &[],
+        )
         .await
         .map_err(sql_error("listing the source's extensions"))?;
     let used: Vec<String> = used.iter().filter_map(|r| r.try_get(0).ok()).collect();
     let available = target
-        .query("SELECT name::text FROM pg_available_extensions WHERE name = ANY($1)", &[&used])
+        .query(
+            "SELECT name::text FROM pg_available_extensions WHERE name = ANY($1)",
+            &[&used],
+        )
         .await
         .map_err(sql_error("listing the target's available extensions"))?;
     let available: Vec<String> = available.iter().filter_map(|r| r.try_get(0).ok()).collect();
-    let missing: Vec<String> = used.into_iter().filter(|e| !available.contains(e)).collect();
+    let missing: Vec<String> = used
+        .into_iter()
+        .filter(|e| !available.contains(e))
+        .collect();
     if missing.is_empty() {
         return Ok(vec![]);
     }
@@ -280,4 +320,3 @@ async fn extension_findings(source: &Client, target: &Client) -> Result<Vec<Find
     )
     .with_evidence(missing)])
 }
-

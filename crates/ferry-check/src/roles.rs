@@ -2,18 +2,8 @@
 
 use tokio_postgres::Client;
 
+use ferry_pg::catalog::RoleInfo;
 use ferry_pg::{sql_error, PgError};
-
-/// A source role the schema needs, with the attributes Ferry may recreate (never a password,
-/// never SUPERUSER, REPLICATION or BYPASSRLS).
-#[derive(Debug, Clone)]
-pub struct RoleInfo {
-    pub name: String,
-    pub can_login: bool,
-    pub inherit: bool,
-    pub create_db: bool,
-    pub create_role: bool,
-}
 
 /// Roles used by the source database's schema that do not exist on the target.
 pub async fn missing_roles(source: &Client, target: &Client) -> Result<Vec<RoleInfo>, PgError> {
@@ -34,9 +24,15 @@ pub async fn missing_roles(source: &Client, target: &Client) -> Result<Vec<RoleI
     }
     let names: Vec<&str> = used.iter().map(|r| r.name.as_str()).collect();
     let present = target
-        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&names])
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
+            &[&names],
+        )
         .await
         .map_err(sql_error("listing the target's roles"))?;
     let present: Vec<String> = present.iter().filter_map(|r| r.try_get(0).ok()).collect();
-    Ok(used.into_iter().filter(|r| !present.contains(&r.name)).collect())
+    Ok(used
+        .into_iter()
+        .filter(|r| !present.contains(&r.name))
+        .collect())
 }

@@ -30,7 +30,10 @@ impl TableSelection {
 
 /// Applies the spec's filters and identity policy. Returns the selection and the findings
 /// (an error finding for identity-less tables under `refuse`).
-pub fn select_tables(tables: Vec<TableInfo>, settings: &TableSettings) -> (TableSelection, Vec<Finding>) {
+pub fn select_tables(
+    tables: Vec<TableInfo>,
+    settings: &TableSettings,
+) -> (TableSelection, Vec<Finding>) {
     let mut sel = TableSelection::default();
     let mut without_identity = Vec::new();
     let mut unlogged = Vec::new();

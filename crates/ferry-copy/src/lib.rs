@@ -1,1 +1,25 @@
-//! ferry-copy
+//! The initial copy of a live database: schema through `pg_dump`/`pg_restore` sections,
+//! data by parallel COPY inside one exported snapshot (large tables in ranges), indexes and
+//! constraints per table as soon as its data is in, sequences, large objects. Resumable per
+//! table and range; see `docs/architecture.md`.
+
+mod abort;
+mod data;
+mod error;
+pub mod holder;
+pub mod names;
+mod progress;
+mod publication;
+mod run;
+mod schema;
+mod sequences;
+mod summary;
+mod toc;
+mod units;
+
+pub use abort::abort;
+pub use error::CopyError;
+pub use progress::{Observer, Silent};
+pub use run::{run, CopyInput, CopyOptions, HolderLauncher};
+pub use schema::Tools;
+pub use summary::{CopySummary, TableCount, TableSummary};

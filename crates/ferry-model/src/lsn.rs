@@ -4,7 +4,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A WAL position, printed the way PostgreSQL prints it (`16/B374D848`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(into = "String", try_from = "String")]
 pub struct Lsn(pub u64);
 

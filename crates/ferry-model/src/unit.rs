@@ -35,7 +35,13 @@ impl CopyUnit {
 impl fmt::Display for CopyUnit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.parts > 1 {
-            write!(f, "{} (part {} of {})", self.table, self.part + 1, self.parts)
+            write!(
+                f,
+                "{} (part {} of {})",
+                self.table,
+                self.part + 1,
+                self.parts
+            )
         } else {
             write!(f, "{}", self.table)
         }

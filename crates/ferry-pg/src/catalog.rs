@@ -53,36 +53,54 @@ pub async fn tables(client: &Client) -> Result<Vec<TableInfo>, PgError> {
         .map_err(sql_error("listing the tables"))?;
     rows.iter()
         .map(|r| {
-            let kind: String = r.try_get("kind").map_err(sql_error("reading the table list"))?;
-            let replident: String = r.try_get("replident").map_err(sql_error("reading the table list"))?;
-            let has_pk: bool = r.try_get("has_pk").map_err(sql_error("reading the table list"))?;
-            let has_index: bool = r.try_get("has_identity_index").map_err(sql_error("reading the table list"))?;
+            let kind: String = r
+                .try_get("kind")
+                .map_err(sql_error("reading the table list"))?;
+            let replident: String = r
+                .try_get("replident")
+                .map_err(sql_error("reading the table list"))?;
+            let has_pk: bool = r
+                .try_get("has_pk")
+                .map_err(sql_error("reading the table list"))?;
+            let has_index: bool = r
+                .try_get("has_identity_index")
+                .map_err(sql_error("reading the table list"))?;
             let identity = match replident.as_str() {
                 "f" => Identity::Full,
                 "d" if has_pk => Identity::PrimaryKey,
                 "i" if has_index => Identity::Index,
                 _ => Identity::None,
             };
-            let persistence: String = r.try_get("persistence").map_err(sql_error("reading the table list"))?;
-            let oid: i64 = r.try_get("oid").map_err(sql_error("reading the table list"))?;
+            let persistence: String = r
+                .try_get("persistence")
+                .map_err(sql_error("reading the table list"))?;
+            let oid: i64 = r
+                .try_get("oid")
+                .map_err(sql_error("reading the table list"))?;
             let int = |c: &str| -> Result<u64, PgError> {
                 let v: i64 = r.try_get(c).map_err(sql_error("reading the table list"))?;
                 Ok(u64::try_from(v).unwrap_or(0))
             };
             Ok(TableInfo {
                 name: TableName::new(
-                    r.try_get::<_, String>("schema").map_err(sql_error("reading the table list"))?,
-                    r.try_get::<_, String>("name").map_err(sql_error("reading the table list"))?,
+                    r.try_get::<_, String>("schema")
+                        .map_err(sql_error("reading the table list"))?,
+                    r.try_get::<_, String>("name")
+                        .map_err(sql_error("reading the table list"))?,
                 ),
                 oid: u32::try_from(oid).unwrap_or(0),
                 partitioned: kind == "p",
-                is_partition: r.try_get("is_partition").map_err(sql_error("reading the table list"))?,
+                is_partition: r
+                    .try_get("is_partition")
+                    .map_err(sql_error("reading the table list"))?,
                 unlogged: persistence == "u",
                 identity,
                 bytes: int("bytes")?,
                 pages: int("pages")?,
                 est_rows: int("est_rows")?,
-                owned: r.try_get("owned").map_err(sql_error("reading the table list"))?,
+                owned: r
+                    .try_get("owned")
+                    .map_err(sql_error("reading the table list"))?,
             })
         })
         .collect()
@@ -105,10 +123,23 @@ pub async fn copy_columns(client: &Client, table_oid: u32) -> Result<Vec<CopyCol
         .map(|r| {
             Ok(CopyColumn {
                 name: r.try_get("name").map_err(sql_error("reading columns"))?,
-                binary_ok: r.try_get("binary_ok").map_err(sql_error("reading columns"))?,
+                binary_ok: r
+                    .try_get("binary_ok")
+                    .map_err(sql_error("reading columns"))?,
             })
         })
         .collect()
+}
+
+/// A source role the schema needs, with the attributes Ferry may recreate (never a password,
+/// never SUPERUSER, REPLICATION or BYPASSRLS).
+#[derive(Debug, Clone)]
+pub struct RoleInfo {
+    pub name: String,
+    pub can_login: bool,
+    pub inherit: bool,
+    pub create_db: bool,
+    pub create_role: bool,
 }
 
 /// `SHOW`-style read of one setting.
@@ -117,7 +148,8 @@ pub async fn setting(client: &Client, name: &str) -> Result<String, PgError> {
         .query_one("SELECT current_setting($1)", &[&name])
         .await
         .map_err(sql_error(format!("reading the setting {name}")))?;
-    row.try_get(0).map_err(sql_error(format!("reading the setting {name}")))
+    row.try_get(0)
+        .map_err(sql_error(format!("reading the setting {name}")))
 }
 
 /// The server's `server_version_num` (e.g. 150004).
@@ -133,8 +165,12 @@ pub async fn version_num(client: &Client) -> Result<u32, PgError> {
 /// The cluster's `system_identifier`, which tells one cluster from another.
 pub async fn system_identifier(client: &Client) -> Result<String, PgError> {
     let row = client
-        .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
         .await
         .map_err(sql_error("reading the system identifier"))?;
-    row.try_get(0).map_err(sql_error("reading the system identifier"))
+    row.try_get(0)
+        .map_err(sql_error("reading the system identifier"))
 }

@@ -104,7 +104,10 @@ impl Connector {
 
     /// The same endpoint with another database (used to reach `postgres` for admin work).
     pub fn with_dbname(&self, dbname: &str) -> Connector {
-        Connector { conninfo: self.conninfo.with_dbname(dbname), ..self.clone() }
+        Connector {
+            conninfo: self.conninfo.with_dbname(dbname),
+            ..self.clone()
+        }
     }
 
     fn config(&self) -> Config {
@@ -164,7 +167,11 @@ impl Connector {
         } else {
             describe_transport_error(e, self.tls.required(), &ci.host(), ci.port())
         };
-        PgError::Connect { side: self.side, endpoint: self.identity(), reason }
+        PgError::Connect {
+            side: self.side,
+            endpoint: self.identity(),
+            reason,
+        }
     }
 }
 
@@ -175,7 +182,12 @@ fn connect_timeout(ci: &ConnInfo) -> Duration {
         .map_or(Duration::from_secs(10), Duration::from_secs)
 }
 
-fn describe_transport_error(e: &tokio_postgres::Error, tls_required: bool, host: &str, port: u16) -> String {
+fn describe_transport_error(
+    e: &tokio_postgres::Error,
+    tls_required: bool,
+    host: &str,
+    port: u16,
+) -> String {
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -214,7 +226,11 @@ fn describe_transport_error(e: &tokio_postgres::Error, tls_required: bool, host:
 
 /// Quotes a libpq connection-string value when it needs it.
 fn libpq_value(v: &str) -> String {
-    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\') {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+    {
         return v.to_owned();
     }
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))

@@ -12,12 +12,20 @@ pub enum PgError {
 
     /// Could not open a session with a server. `endpoint` is an identity without secrets.
     #[error("cannot connect to the {side} ({endpoint}): {reason}")]
-    Connect { side: &'static str, endpoint: String, reason: String },
+    Connect {
+        side: &'static str,
+        endpoint: String,
+        reason: String,
+    },
 
     /// A statement failed. `detail` is the server's message and SQLSTATE, never the SQL text
     /// with values in it.
     #[error("{what}: {detail}")]
-    Sql { what: String, detail: String, code: Option<String> },
+    Sql {
+        what: String,
+        detail: String,
+        code: Option<String>,
+    },
 
     /// TLS could not be set up as the connection's sslmode asks.
     #[error("TLS for the {side}: {reason}")]

@@ -63,16 +63,30 @@ fn from_passfile(conninfo: &ConnInfo) -> Option<Secret> {
     let text = std::fs::read_to_string(passfile_path(conninfo)?).ok()?;
     let host = conninfo.host();
     // libpq matches a socket directory against "localhost".
-    let host = if host.starts_with('/') { "localhost".to_owned() } else { host };
-    let wanted = [host, conninfo.port().to_string(), conninfo.dbname(), conninfo.user()];
-    text.lines().filter(|l| !l.trim_start().starts_with('#')).find_map(|line| {
-        let fields = split_passfile_line(line);
-        if fields.len() != 5 {
-            return None;
-        }
-        let matches = fields[..4].iter().zip(&wanted).all(|(f, w)| f == "*" || f == w);
-        matches.then(|| Secret(fields[4].clone()))
-    })
+    let host = if host.starts_with('/') {
+        "localhost".to_owned()
+    } else {
+        host
+    };
+    let wanted = [
+        host,
+        conninfo.port().to_string(),
+        conninfo.dbname(),
+        conninfo.user(),
+    ];
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = split_passfile_line(line);
+            if fields.len() != 5 {
+                return None;
+            }
+            let matches = fields[..4]
+                .iter()
+                .zip(&wanted)
+                .all(|(f, w)| f == "*" || f == w);
+            matches.then(|| Secret(fields[4].clone()))
+        })
 }
 
 /// Splits `host:port:db:user:password`, honouring `\:` and `\\`.

@@ -31,7 +31,10 @@ mod tests {
     #[test]
     fn quotes_hostile_names() {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(table(&TableName::new("Sch ema", "select")), "\"Sch ema\".\"select\"");
+        assert_eq!(
+            table(&TableName::new("Sch ema", "select")),
+            "\"Sch ema\".\"select\""
+        );
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(ident_list(["a", "B"]), "\"a\", \"B\"");
     }

@@ -32,7 +32,11 @@ impl TlsPolicy {
     pub fn for_conninfo(side: &'static str, conninfo: &ConnInfo) -> Result<TlsPolicy, PgError> {
         let mode = conninfo.sslmode();
         if mode == SslMode::Disable {
-            return Ok(TlsPolicy { mode, connector: None, verify_hostname: false });
+            return Ok(TlsPolicy {
+                mode,
+                connector: None,
+                verify_hostname: false,
+            });
         }
         let fail = |reason: String| PgError::Tls { side, reason };
         let mut builder = SslConnector::builder(SslMethod::tls_client())
@@ -87,7 +91,10 @@ impl TlsPolicy {
 
     /// True when the connection must fail rather than continue without TLS.
     pub fn required(&self) -> bool {
-        matches!(self.mode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+        matches!(
+            self.mode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        )
     }
 
     /// True when TLS is to be attempted at all.
@@ -118,7 +125,9 @@ impl TlsPolicy {
     /// A configured TLS session for `host`, for connections not made by tokio-postgres (the
     /// replication connection). `None` when TLS is not attempted.
     pub fn session_for(&self, host: &str) -> Result<Option<openssl::ssl::Ssl>, String> {
-        let Some(connector) = &self.connector else { return Ok(None) };
+        let Some(connector) = &self.connector else {
+            return Ok(None);
+        };
         let mut config = connector.configure().map_err(|e| e.to_string())?;
         config.set_verify_hostname(self.verify_hostname);
         if host.parse::<std::net::IpAddr>().is_ok() {

@@ -5,9 +5,9 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use ferry_pg::Connector;
 use postgres_protocol::authentication::{self, sasl};
+use postgres_protocol::message::backend::ErrorFields;
 use postgres_protocol::message::backend::{ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
-use postgres_protocol::message::backend::ErrorFields;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::transport::{self, BoxStream};
@@ -21,7 +21,10 @@ pub struct SimpleRow {
 
 impl SimpleRow {
     pub fn get(&self, column: &str) -> Option<&str> {
-        self.columns.iter().find(|(n, _)| n == column).and_then(|(_, v)| v.as_deref())
+        self.columns
+            .iter()
+            .find(|(n, _)| n == column)
+            .and_then(|(_, v)| v.as_deref())
     }
 }
 
@@ -38,7 +41,11 @@ impl ReplicationConnection {
     pub async fn connect(connector: &Connector) -> Result<ReplicationConnection, ReplicationError> {
         let side = connector.side();
         let endpoint = connector.identity();
-        let fail = |reason: String| ReplicationError::Connect { side, endpoint: endpoint.clone(), reason };
+        let fail = |reason: String| ReplicationError::Connect {
+            side,
+            endpoint: endpoint.clone(),
+            reason,
+        };
         let stream = transport::open(connector).await.map_err(fail)?;
         let mut conn = ReplicationConnection {
             stream,
@@ -58,26 +65,35 @@ impl ReplicationConnection {
         ];
         frontend::startup_message(params, &mut buf)?;
         conn.send(&buf).await?;
-        conn.authenticate(connector, &user).await.map_err(|e| match e {
-            ReplicationError::Server { message, code, .. } => fail(auth_reason(&message, &code, &user, &dbname)),
-            other => other,
-        })?;
+        conn.authenticate(connector, &user)
+            .await
+            .map_err(|e| match e {
+                ReplicationError::Server { message, code, .. } => {
+                    fail(auth_reason(&message, &code, &user, &dbname))
+                }
+                other => other,
+            })?;
         Ok(conn)
     }
 
-    async fn authenticate(&mut self, connector: &Connector, user: &str) -> Result<(), ReplicationError> {
+    async fn authenticate(
+        &mut self,
+        connector: &Connector,
+        user: &str,
+    ) -> Result<(), ReplicationError> {
         let (side, endpoint) = (self.side, self.endpoint.clone());
         let password = || {
-            connector.password().map(|p| p.expose().to_owned()).ok_or_else(|| {
-                ReplicationError::Connect {
+            connector
+                .password()
+                .map(|p| p.expose().to_owned())
+                .ok_or_else(|| ReplicationError::Connect {
                     side,
                     endpoint: endpoint.clone(),
                     reason: "the server asks for a password and none was found: set \
                              password_env in the spec, PGPASSWORD, or add the endpoint to \
                              ~/.pgpass"
                         .to_owned(),
-                }
-            })
+                })
         };
         let mut scram: Option<sasl::ScramSha256> = None;
         loop {
@@ -89,7 +105,11 @@ impl ReplicationConnection {
                     self.send(&buf).await?;
                 }
                 Message::AuthenticationMd5Password(body) => {
-                    let hash = authentication::md5_hash(user.as_bytes(), password()?.as_bytes(), body.salt());
+                    let hash = authentication::md5_hash(
+                        user.as_bytes(),
+                        password()?.as_bytes(),
+                        body.salt(),
+                    );
                     frontend::password_message(hash.as_bytes(), &mut buf)?;
                     self.send(&buf).await?;
                 }
@@ -101,10 +121,14 @@ impl ReplicationConnection {
                     }
                     if !offered {
                         return Err(ReplicationError::Protocol(
-                            "the server offers no SASL mechanism Ferry supports (SCRAM-SHA-256)".into(),
+                            "the server offers no SASL mechanism Ferry supports (SCRAM-SHA-256)"
+                                .into(),
                         ));
                     }
-                    let s = sasl::ScramSha256::new(password()?.as_bytes(), sasl::ChannelBinding::unsupported());
+                    let s = sasl::ScramSha256::new(
+                        password()?.as_bytes(),
+                        sasl::ChannelBinding::unsupported(),
+                    );
                     frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut buf)?;
                     self.send(&buf).await?;
                     scram = Some(s);
@@ -119,7 +143,9 @@ impl ReplicationConnection {
                     let mut s = scram.take().ok_or_else(|| unexpected("SASL final"))?;
                     s.finish(body.data())?;
                 }
-                Message::ParameterStatus(_) | Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                Message::ParameterStatus(_)
+                | Message::BackendKeyData(_)
+                | Message::NoticeResponse(_) => {}
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(server_error("authentication", &body)),
                 _ => return Err(unexpected("message during startup")),
@@ -128,7 +154,11 @@ impl ReplicationConnection {
     }
 
     /// Runs one command in the simple query protocol and returns its rows.
-    pub async fn simple_query(&mut self, what: &str, sql: &str) -> Result<Vec<SimpleRow>, ReplicationError> {
+    pub async fn simple_query(
+        &mut self,
+        what: &str,
+        sql: &str,
+    ) -> Result<Vec<SimpleRow>, ReplicationError> {
         let mut buf = BytesMut::new();
         frontend::query(sql, &mut buf)?;
         self.send(&buf).await?;
@@ -151,7 +181,9 @@ impl ReplicationConnection {
                     while let Some(r) = ranges.next().map_err(io_protocol)? {
                         values.push(r.map(|r| String::from_utf8_lossy(&data[r]).into_owned()));
                     }
-                    rows.push(SimpleRow { columns: names.iter().cloned().zip(values).collect() });
+                    rows.push(SimpleRow {
+                        columns: names.iter().cloned().zip(values).collect(),
+                    });
                 }
                 Message::ErrorResponse(body) => error = Some(server_error(what, &body)),
                 Message::ReadyForQuery(_) => break,
@@ -169,7 +201,9 @@ impl ReplicationConnection {
     pub async fn closed(&mut self) -> ReplicationError {
         loop {
             match self.next_message().await {
-                Ok(Message::ErrorResponse(body)) => return server_error("holding the snapshot", &body),
+                Ok(Message::ErrorResponse(body)) => {
+                    return server_error("holding the snapshot", &body)
+                }
                 Ok(_) => {}
                 Err(e) => return e,
             }
@@ -227,7 +261,11 @@ pub(crate) fn server_error(what: &str, body: &ErrorResponseBody) -> ReplicationE
             _ => {}
         }
     }
-    ReplicationError::Server { what: what.to_owned(), message, code }
+    ReplicationError::Server {
+        what: what.to_owned(),
+        message,
+        code,
+    }
 }
 
 fn auth_reason(message: &str, code: &str, user: &str, dbname: &str) -> String {
@@ -236,14 +274,18 @@ fn auth_reason(message: &str, code: &str, user: &str, dbname: &str) -> String {
             "the server refused the password for user \"{user}\": check the variable named by \
              password_env, PGPASSWORD or ~/.pgpass"
         ),
-        "3D000" => format!("database \"{dbname}\" does not exist: create it first or fix dbname in the dsn"),
+        "3D000" => format!(
+            "database \"{dbname}\" does not exist: create it first or fix dbname in the dsn"
+        ),
         "28000" | "42501" => format!(
             "the server refused a replication connection for user \"{user}\" ({message}): the role \
              needs the REPLICATION attribute (ALTER ROLE {user} REPLICATION) and pg_hba.conf must \
              allow it"
         ),
-        "53300" => "no free connection or WAL sender slots: raise max_wal_senders / max_connections".to_owned(),
+        "53300" => {
+            "no free connection or WAL sender slots: raise max_wal_senders / max_connections"
+                .to_owned()
+        }
         _ => format!("{message} (SQLSTATE {code})"),
     }
 }
-

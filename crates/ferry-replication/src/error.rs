@@ -2,11 +2,19 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     #[error("cannot open a replication connection to the {side} ({endpoint}): {reason}")]
-    Connect { side: &'static str, endpoint: String, reason: String },
+    Connect {
+        side: &'static str,
+        endpoint: String,
+        reason: String,
+    },
 
     /// The server answered a command with an error.
     #[error("{what}: {message} (SQLSTATE {code})")]
-    Server { what: String, message: String, code: String },
+    Server {
+        what: String,
+        message: String,
+        code: String,
+    },
 
     /// The server sent something this client does not expect.
     #[error("replication protocol: {0}")]

@@ -25,10 +25,16 @@ pub(crate) async fn open(connector: &Connector) -> Result<BoxStream, String> {
             .map_err(|e| format!("cannot open the socket {path}: {e}"))?;
         return Ok(Box::new(s));
     }
-    let addr = ci.get("hostaddr").map_or_else(|| host.clone(), str::to_owned);
-    let tcp = TcpStream::connect((addr.as_str(), port)).await.map_err(|e| {
-        format!("cannot reach {host}:{port} ({e}): check host and port and that the server runs")
-    })?;
+    let addr = ci
+        .get("hostaddr")
+        .map_or_else(|| host.clone(), str::to_owned);
+    let tcp = TcpStream::connect((addr.as_str(), port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach {host}:{port} ({e}): check host and port and that the server runs"
+            )
+        })?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let tls = connector.tls();
     if !tls.attempted() {

@@ -1,0 +1,37 @@
+//! `ferry abort`: removes everything Ferry created on the source for one migration.
+
+use std::path::Path;
+
+use ferry_pg::Connector;
+use ferry_store::StateStore;
+
+use crate::{holder, names, publication, CopyError};
+
+/// Stops the snapshot holder, drops the slot and the publications, forgets the run. Returns
+/// a sentence per thing removed.
+pub async fn abort(
+    migration: &str,
+    source: &Connector,
+    store: &dyn StateStore,
+    state_dir: &Path,
+) -> Result<Vec<String>, CopyError> {
+    let mut removed = Vec::new();
+    if let Some(info) = holder::current(state_dir) {
+        holder::release(state_dir).await?;
+        removed.push(format!(
+            "stopped the snapshot holder (pid {}) and released snapshot {}",
+            info.pid, info.snapshot
+        ));
+    }
+    let client = source.connect().await?;
+    let slot = names::slot(migration);
+    if publication::drop_slot(&client, &slot).await? {
+        removed.push(format!("dropped replication slot {slot} on the source"));
+    }
+    for p in publication::drop_existing(&client, &names::publications(migration)).await? {
+        removed.push(format!("dropped publication {p} on the source"));
+    }
+    store.reset()?;
+    store.set_value("phase", "aborted")?;
+    Ok(removed)
+}

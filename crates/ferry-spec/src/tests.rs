@@ -1,0 +1,298 @@
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_model::{TableName, WithoutIdentity};
+
+use super::*;
+
+const EXAMPLE: &str = r#"name = "billing"                 # the migration's identity
+mode = "logical"
+[source]
+dsn = "host=127.0.0.1 port=5432 dbname=billing user=ferry"
+password_env = "BILLING_SOURCE_PASSWORD"
+[target]
+dsn = "host=127.0.0.1 port=5433 dbname=billing user=ferry"
+[copy]
+jobs = 4
+split_tables_larger_than = "1GB"
+missing_roles = "refuse"
+snapshot_hold_timeout = "30min"
+[tables]
+without_identity = "refuse"
+exclude = ["public.audit_*", "archive.*", "tmp_?"]
+"#;
+
+const MINIMAL: &str = r#"name = "billing"
+[source]
+dsn = "host=a"
+[target]
+dsn = "host=b"
+"#;
+
+fn plan(text: &str) -> Plan {
+    match parse(text, Path::new("specs/billing.toml"), None) {
+        Ok(plan) => plan,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The rendered error, which must be a list of problems.
+fn error(text: &str) -> String {
+    match parse(text, Path::new("billing.toml"), None) {
+        Ok(plan) => panic!("parsed: {plan:?}"),
+        Err(e @ SpecError::Invalid { .. }) => e.to_string(),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// `MINIMAL` with one line replaced or appended.
+fn with(find: &str, replace: &str) -> String {
+    if find.is_empty() {
+        format!("{MINIMAL}{replace}\n")
+    } else {
+        MINIMAL.replacen(find, replace, 1)
+    }
+}
+
+#[test]
+fn example_parses() {
+    let p = plan(EXAMPLE);
+    assert_eq!(p.name, "billing");
+    assert_eq!(p.mode, Mode::Logical);
+    assert_eq!(p.source.conninfo.identity(), "ferry@127.0.0.1:5432/billing");
+    assert_eq!(
+        p.source.password_env.as_deref(),
+        Some("BILLING_SOURCE_PASSWORD")
+    );
+    assert_eq!(p.target.conninfo.port(), 5433);
+    assert_eq!(p.target.password_env, None);
+    assert_eq!(p.copy.jobs, 4);
+    assert_eq!(p.copy.split_tables_larger_than, 1 << 30);
+    assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
+    assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
+    assert_eq!(p.tables.without_identity, WithoutIdentity::Refuse);
+    let patterns: Vec<&str> = p.tables.exclude.iter().map(TablePattern::as_str).collect();
+    assert_eq!(patterns, ["public.audit_*", "archive.*", "tmp_?"]);
+    assert!(p.tables.exclude[0].matches(&TableName::new("public", "audit_log")));
+    assert_eq!(p.spec_path, Path::new("specs/billing.toml"));
+    assert_eq!(p.state_dir, Path::new("specs/.ferry"));
+}
+
+#[test]
+fn defaults_and_state_dir() {
+    let p = plan(MINIMAL);
+    assert_eq!(p.mode, Mode::Logical);
+    assert!((1..=256).contains(&p.copy.jobs));
+    assert_eq!(p.copy.split_tables_larger_than, 1 << 30);
+    assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
+    assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
+    assert!(p.tables.exclude.is_empty());
+
+    let p = parse(MINIMAL, Path::new("billing.toml"), None).expect("valid");
+    assert_eq!(p.state_dir, Path::new("./.ferry"));
+    let p = parse(
+        MINIMAL,
+        Path::new("billing.toml"),
+        Some(Path::new("/var/lib/ferry")),
+    )
+    .expect("valid");
+    assert_eq!(p.state_dir, Path::new("/var/lib/ferry"));
+}
+
+#[test]
+fn other_values_parse() {
+    let p = plan(&with(
+        "name = \"billing\"",
+        "name = \"b-1_x\"\nmode = \"physical\"",
+    ));
+    assert_eq!(
+        (p.name.as_str(), p.mode.to_string()),
+        ("b-1_x", "physical".to_owned())
+    );
+    let p = plan(&with(
+        "",
+        "[copy]\nsplit_tables_larger_than = 1048576\nmissing_roles = \"create\"\n\
+         snapshot_hold_timeout = \"7d\"\n[tables]\nwithout_identity = \"append_only\"",
+    ));
+    assert_eq!(p.copy.split_tables_larger_than, 1 << 20);
+    assert_eq!(p.copy.missing_roles, MissingRoles::Create);
+    assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(7 * 86400));
+    assert_eq!(p.tables.without_identity, WithoutIdentity::AppendOnly);
+}
+
+#[test]
+fn unknown_keys_name_line_and_key() {
+    let e = error(&with("[source]", "nmae = \"x\"\n[source]"));
+    assert!(
+        e.starts_with("billing.toml line 2: nmae: unknown key; expected one of"),
+        "{e}"
+    );
+    let e = error(&with("", "[copy]\njobs = 2\nworkers = 3"));
+    assert!(
+        e.starts_with("billing.toml line 8: [copy] workers: unknown key; expected"),
+        "{e}"
+    );
+    let e = error(&with("", "[copyy]"));
+    assert!(
+        e.starts_with("billing.toml line 6: copyy: unknown key"),
+        "{e}"
+    );
+    let e = error(&with(
+        "dsn = \"host=a\"",
+        "dsn = \"host=a\"\npassword = \"hunter2\"",
+    ));
+    assert!(
+        e.starts_with("billing.toml line 4: [source] password: unknown key; secrets"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let e = error(&with("", "[copy]\njobs = \"four\""));
+    assert_eq!(
+        e,
+        "billing.toml line 7: [copy] jobs: expected an integer, found a string"
+    );
+    let e = error(&with("", "[tables]\nexclude = \"public.*\""));
+    assert_eq!(
+        e,
+        "billing.toml line 7: [tables] exclude: expected a sequence, found a string"
+    );
+    let e = error("name = \"x\"\nsource = 5\n");
+    assert_eq!(
+        e,
+        "billing.toml line 2: source: expected a table, found integer `5`"
+    );
+}
+
+#[test]
+fn syntax_error_has_a_line_and_no_source_text() {
+    let e = error(&with("dsn = \"host=b\"", "dsn = \"host=b password=hunter2"));
+    assert!(e.starts_with("billing.toml line 5: "), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn bad_values_name_line_and_key() {
+    let cases = [
+        ("[copy]\njobs = 0", "line 7: [copy] jobs: must be between 1 and 256 (found 0)"),
+        ("[copy]\njobs = 257", "line 7: [copy] jobs: must be between 1 and 256 (found 257)"),
+        ("[copy]\nsplit_tables_larger_than = \"1XB\"", "line 7: [copy] split_tables_larger_than: `XB` is not a size unit"),
+        ("[copy]\nsplit_tables_larger_than = \"512kB\"", "line 7: [copy] split_tables_larger_than: must be at least 1MB"),
+        ("[copy]\nsplit_tables_larger_than = -5", "line 7: [copy] split_tables_larger_than: `-5` is negative"),
+        ("[copy]\nmissing_roles = \"maybe\"", "line 7: [copy] missing_roles: `maybe` is not one of refuse, create"),
+        ("[copy]\nsnapshot_hold_timeout = \"10s\"", "line 7: [copy] snapshot_hold_timeout: must be between 1min and 7d (found 10s)"),
+        ("[copy]\nsnapshot_hold_timeout = \"30\"", "line 7: [copy] snapshot_hold_timeout: `30` has no unit"),
+        ("[tables]\nwithout_identity = \"ignore\"", "line 7: [tables] without_identity: `ignore` is not one of refuse, exclude, append_only"),
+        ("[tables]\nexclude = [\n  \"ok.*\",\n  \"a.b.c\",\n]", "line 9: [tables] exclude: table pattern `a.b.c`: has more than one dot"),
+    ];
+    for (append, expected) in cases {
+        let e = error(&with("", append));
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.starts_with(&format!("billing.toml {expected}")),
+            "{append}\n{e}"
+        );
+    }
+    let e = error(&with("[source]", "mode = \"fast\"\n[source]"));
+    assert!(e.starts_with("billing.toml line 2: mode: `fast` is not one of logical, physical"));
+    let e = error(&with("name = \"billing\"", "name = \"Billing!\""));
+    assert!(
+        e.starts_with("billing.toml line 1: name: `Billing!` is not a migration name"),
+        "{e}"
+    );
+    let e = error(&with(
+        "name = \"billing\"",
+        &format!("name = \"{}\"", "a".repeat(49)),
+    ));
+    assert!(e.contains("line 1: name:"), "{e}");
+}
+
+#[test]
+fn dsn_problems_are_reported_at_the_dsn_without_its_text() {
+    let e = error(&with(
+        "dsn = \"host=b\"",
+        "dsn = \"host=b password=hunter2\"",
+    ));
+    assert_eq!(
+        e,
+        "billing.toml line 5: [target] dsn: the dsn holds a password; secrets never live in \
+         the spec: remove it and set password_env (or PGPASSWORD, ~/.pgpass)"
+    );
+    let e = error(&with(
+        "dsn = \"host=a\"",
+        "dsn = \"postgres://u:hunter2@a/db\"",
+    ));
+    assert!(
+        e.starts_with("billing.toml line 3: [source] dsn: the dsn holds a password"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = error(&with(
+        "dsn = \"host=a\"",
+        "dsn = \"host=a sslmodee=require\"",
+    ));
+    assert!(
+        e.starts_with("billing.toml line 3: [source] dsn: unknown connection parameter `sslmodee`"),
+        "{e}"
+    );
+    let e = error(&with(
+        "dsn = \"host=a\"",
+        "dsn = \"host=a\"\npassword_env = \"s3cr3t!\"",
+    ));
+    assert!(
+        e.starts_with("billing.toml line 4: [source] password_env: must be the NAME"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr3t"), "{e}");
+}
+
+#[test]
+fn missing_keys_are_reported() {
+    let e = error("mode = \"logical\"\n[source]\npassword_env = \"X\"\n");
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(lines
+        .contains(&"billing.toml: name: required; name the migration, like name = \"billing\""));
+    assert!(lines.contains(&"billing.toml: [target]: required; add the table with its dsn"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("billing.toml line 2: [source] dsn: required")),
+        "{e}"
+    );
+}
+
+#[test]
+fn all_value_problems_are_gathered_in_line_order() {
+    let text = "name = \"Bad Name\"\nmode = \"x\"\n[source]\ndsn = \"host=a port=0\"\n\
+                [target]\ndsn = \"bogus=1\"\n[copy]\njobs = 0\nsplit_tables_larger_than = \"1XB\"\n\
+                [tables]\nexclude = [\"\"]\n";
+    let e = error(text);
+    let lines: Vec<usize> = e
+        .lines()
+        .map(|l| {
+            let rest = l.strip_prefix("billing.toml line ").expect("located");
+            rest.split(':')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("line number")
+        })
+        .collect();
+    assert_eq!(lines, [1, 2, 4, 6, 8, 9, 11], "{e}");
+}
+
+#[test]
+fn load_reads_the_file_and_reports_a_missing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("billing.toml");
+    std::fs::write(&path, EXAMPLE).expect("write spec");
+    let p = load(&path, None).expect("valid spec");
+    assert_eq!(p.state_dir, dir.path().join(".ferry"));
+    std::fs::remove_file(&path).expect("cleanup");
+    let e = load(&path, None).expect_err("gone");
+    assert!(matches!(e, SpecError::Read { .. }));
+    assert!(e.to_string().starts_with("cannot read the spec "), "{e}");
+}
