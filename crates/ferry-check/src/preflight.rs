@@ -232,7 +232,7 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
         );
     }
 
-    let (pg_dump, pg_restore) = match find_tools(source_facts.major()) {
+    let (pg_dump, pg_restore) = match find_tools(source_facts.major(), target_facts.major()) {
         Ok(tools) => (Some(tools.0), Some(tools.1)),
         Err(e) => {
             findings.push(Finding::error("tools.pg_dump", e.to_string(), "see above"));
@@ -251,10 +251,24 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
     })
 }
 
-/// `pg_dump` able to read the source, and a `pg_restore` able to read its archives.
-fn find_tools(source_major: u32) -> Result<(ClientTool, ClientTool), PgError> {
-    let dump = client_tool("pg_dump", source_major)?;
-    let restore = client_tool("pg_restore", dump.major)?;
+/// `pg_dump` able to read the source, and the `pg_restore` of the same major. The newest
+/// major not above the target's is preferred: a newer `pg_dump` emits settings an older
+/// target rejects (17+ writes `SET transaction_timeout`).
+fn find_tools(source_major: u32, target_major: u32) -> Result<(ClientTool, ClientTool), PgError> {
+    let fitting = |name: &str| {
+        ferry_pg::binaries::client_tools(name)
+            .into_iter()
+            .filter(|t| t.major >= source_major && t.major <= target_major.max(source_major))
+            .max_by_key(|t| t.major)
+    };
+    let dump = match fitting("pg_dump") {
+        Some(t) => t,
+        None => client_tool("pg_dump", source_major)?,
+    };
+    let restore = ferry_pg::binaries::client_tools("pg_restore")
+        .into_iter()
+        .find(|t| t.major == dump.major)
+        .map_or_else(|| client_tool("pg_restore", dump.major), Ok)?;
     Ok((dump, restore))
 }
 

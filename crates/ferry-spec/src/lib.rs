@@ -40,7 +40,7 @@ pub use pattern::{PatternError, TablePattern};
 pub use plan::{CopySettings, Endpoint, MissingRoles, Mode, Plan, TableSettings};
 
 /// Reads and validates the spec at `spec_path`. The state directory is `state_dir_override`
-/// if given, else `.ferry` next to the spec.
+/// if given, else `.ferry/<name>` next to the spec.
 pub fn load(spec_path: &Path, state_dir_override: Option<&Path>) -> Result<Plan, SpecError> {
     let text = std::fs::read_to_string(spec_path).map_err(|source| SpecError::Read {
         path: spec_path.to_owned(),
@@ -65,7 +65,12 @@ pub fn parse(
         Some(dir) => dir.to_owned(),
         None => spec_dir(spec_path).join(".ferry"),
     };
-    plan::build(raw, text, spec_path.to_owned(), state_dir).map_err(invalid)
+    let mut plan = plan::build(raw, text, spec_path.to_owned(), state_dir).map_err(invalid)?;
+    if state_dir_override.is_none() {
+        // One directory per migration, so several specs can share a folder.
+        plan.state_dir = plan.state_dir.join(&plan.name);
+    }
+    Ok(plan)
 }
 
 fn spec_dir(spec_path: &Path) -> PathBuf {

@@ -32,7 +32,7 @@ pub struct Plan {
     pub tables: TableSettings,
     /// The spec file this plan came from.
     pub spec_path: PathBuf,
-    /// Where the state store lives: the override, else `<spec dir>/.ferry`.
+    /// Where the state store lives: the override, else `<spec dir>/.ferry/<name>`.
     pub state_dir: PathBuf,
 }
 

@@ -75,7 +75,7 @@ fn example_parses() {
     assert_eq!(patterns, ["public.audit_*", "archive.*", "tmp_?"]);
     assert!(p.tables.exclude[0].matches(&TableName::new("public", "audit_log")));
     assert_eq!(p.spec_path, Path::new("specs/billing.toml"));
-    assert_eq!(p.state_dir, Path::new("specs/.ferry"));
+    assert_eq!(p.state_dir, Path::new("specs/.ferry/billing"));
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn defaults_and_state_dir() {
     assert!(p.tables.exclude.is_empty());
 
     let p = parse(MINIMAL, Path::new("billing.toml"), None).expect("valid");
-    assert_eq!(p.state_dir, Path::new("./.ferry"));
+    assert_eq!(p.state_dir, Path::new("./.ferry/billing"));
     let p = parse(
         MINIMAL,
         Path::new("billing.toml"),
@@ -290,7 +290,7 @@ fn load_reads_the_file_and_reports_a_missing_one() {
     let path = dir.path().join("billing.toml");
     std::fs::write(&path, EXAMPLE).expect("write spec");
     let p = load(&path, None).expect("valid spec");
-    assert_eq!(p.state_dir, dir.path().join(".ferry"));
+    assert_eq!(p.state_dir, dir.path().join(".ferry/billing"));
     std::fs::remove_file(&path).expect("cleanup");
     let e = load(&path, None).expect_err("gone");
     assert!(matches!(e, SpecError::Read { .. }));

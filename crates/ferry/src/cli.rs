@@ -1,0 +1,83 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ferry moves a live PostgreSQL database to another cluster with no lost data.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). FERRY_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// The migration's spec (TOML).
+    pub spec: PathBuf,
+
+    /// State directory (default: .ferry/<name> beside the spec).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the preflight checks only; create nothing.
+    Check {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Accept a target that already holds user tables.
+        #[arg(long)]
+        allow_nonempty_target: bool,
+    },
+    /// Copy the schema and data of the source into the target inside one snapshot,
+    /// resumably; creates the slot change capture starts from.
+    Copy {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Accept a target that already holds user tables (Ferry still never writes into
+        /// tables it did not create).
+        #[arg(long)]
+        allow_nonempty_target: bool,
+        /// The earlier run's snapshot is gone: drop its slot, publication and restored
+        /// objects, and start over.
+        #[arg(long)]
+        restart: bool,
+        /// After the copy, compare every table's row count (source in the snapshot).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Show where a migration stands.
+    Status {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Machine-readable output (fields documented in docs/status-json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything Ferry created on the source for this migration (slot, publications).
+    Abort {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Start two local clusters, load pgbench plus varied types, copy under live writes,
+    /// verify, clean up.
+    Demo {
+        /// pgbench scale factor of the demo database.
+        #[arg(long, default_value_t = 10)]
+        scale: u32,
+        /// Keep the clusters running at the end (prints how to reach them).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Internal: holds the copy's exported snapshot (started by `ferry copy`).
+    #[command(hide = true, name = "__snapshot-holder")]
+    SnapshotHolder {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}

@@ -1,0 +1,40 @@
+//! `ferry abort`: removes Ferry's objects from the source.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::SpecArgs;
+use crate::session::Session;
+
+pub async fn run(args: &SpecArgs) -> Result<ExitCode> {
+    let session = Session::open(args, true)?;
+    let id = session.log_command()?;
+    let source = session.source()?;
+    let result = ferry_copy::abort(
+        &session.plan.name,
+        &source,
+        &session.store,
+        &session.plan.state_dir,
+    )
+    .await;
+    let removed = match result {
+        Ok(r) => r,
+        Err(e) => {
+            session.finish_command(id, &format!("failed: {e}"));
+            return Err(e.into());
+        }
+    };
+    if removed.is_empty() {
+        println!(
+            "nothing of Ferry's was left on the source ({}); the run's state is cleared",
+            source.identity()
+        );
+    }
+    for r in &removed {
+        println!("{r}");
+    }
+    println!("the target was not touched: drop its database or objects yourself if you no longer need them");
+    session.finish_command(id, "ok");
+    Ok(ExitCode::SUCCESS)
+}

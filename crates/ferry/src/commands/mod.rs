@@ -1,0 +1,41 @@
+mod abort;
+mod check;
+mod copy;
+mod demo;
+mod holder;
+mod status;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+
+pub async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Check {
+            spec,
+            allow_nonempty_target,
+        } => check::run(&spec, allow_nonempty_target).await,
+        Command::Copy {
+            spec,
+            allow_nonempty_target,
+            restart,
+            verify,
+        } => {
+            copy::run(
+                &spec,
+                copy::Flags {
+                    allow_nonempty_target,
+                    restart,
+                    verify,
+                },
+            )
+            .await
+        }
+        Command::Status { spec, json } => status::run(&spec, json),
+        Command::Abort { spec } => abort::run(&spec).await,
+        Command::Demo { scale, keep } => demo::run(scale, keep).await,
+        Command::SnapshotHolder { spec } => holder::run(&spec).await,
+    }
+}

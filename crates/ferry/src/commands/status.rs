@@ -1,0 +1,155 @@
+//! `ferry status`: where a migration stands, for people or (`--json`) for scripts. The JSON
+//! fields are documented in docs/status-json.md and only ever gain fields.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ferry_model::UnitState;
+use ferry_store::StateStore;
+use serde::Serialize;
+
+use crate::cli::SpecArgs;
+use crate::report::human_bytes;
+use crate::session::Session;
+
+#[derive(Debug, Serialize)]
+struct Status {
+    migration: String,
+    phase: String,
+    source: Option<String>,
+    target: Option<String>,
+    slot: Option<String>,
+    snapshot: Option<String>,
+    consistent_lsn: Option<String>,
+    snapshot_held: bool,
+    tables_total: usize,
+    tables_done: usize,
+    units_total: usize,
+    units_done: usize,
+    rows: u64,
+    bytes: u64,
+    sections: Vec<Section>,
+    errors: Vec<Error>,
+}
+
+#[derive(Debug, Serialize)]
+struct Section {
+    name: String,
+    started_at_ms: i64,
+    done_at_ms: Option<i64>,
+    seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Error {
+    at_ms: i64,
+    section: String,
+    message: String,
+}
+
+pub fn run(args: &SpecArgs, json: bool) -> Result<ExitCode> {
+    let session = Session::open(args, false)?;
+    let status = gather(&session)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_human(&status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gather(session: &Session) -> Result<Status> {
+    let store = &session.store;
+    let inv = store.invariants()?;
+    let units = store.units()?;
+    let planned: Vec<serde_json::Value> = store
+        .value("units")?
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    let done: Vec<_> = units
+        .iter()
+        .filter(|u| u.state == UnitState::Done)
+        .collect();
+    let tables_total = inv.as_ref().map_or(0, |i| i.tables.len());
+    let sections = store.sections()?;
+    let post_done = sections
+        .iter()
+        .filter(|s| s.name.starts_with("post-data ") && s.done_at.is_some())
+        .count();
+    Ok(Status {
+        migration: session.plan.name.clone(),
+        phase: store
+            .value("phase")?
+            .unwrap_or_else(|| "not started".into()),
+        source: inv.as_ref().map(|i| i.source.clone()),
+        target: inv.as_ref().map(|i| i.target.clone()),
+        slot: inv.as_ref().map(|i| i.slot.clone()),
+        snapshot: inv.as_ref().map(|i| i.snapshot.clone()),
+        consistent_lsn: inv.as_ref().map(|i| i.consistent_lsn.to_string()),
+        snapshot_held: ferry_copy::holder::current(&session.plan.state_dir).is_some(),
+        tables_total,
+        tables_done: post_done,
+        units_total: planned.len(),
+        units_done: done.len(),
+        rows: done.iter().map(|u| u.rows).sum(),
+        bytes: done.iter().map(|u| u.bytes).sum(),
+        sections: sections
+            .into_iter()
+            .filter(|s| !s.name.starts_with("post-data "))
+            .map(|s| Section {
+                name: s.name,
+                started_at_ms: s.started_at,
+                done_at_ms: s.done_at,
+                seconds: s.duration.map(|d| d.as_secs_f64()),
+            })
+            .collect(),
+        errors: store
+            .errors()?
+            .into_iter()
+            .map(|e| Error {
+                at_ms: e.at,
+                section: e.section,
+                message: e.message,
+            })
+            .collect(),
+    })
+}
+
+fn print_human(s: &Status) {
+    println!("migration  {}", s.migration);
+    println!("phase      {}", s.phase);
+    if let (Some(src), Some(dst)) = (&s.source, &s.target) {
+        println!("source     {src}");
+        println!("target     {dst}");
+    }
+    if let (Some(slot), Some(lsn)) = (&s.slot, &s.consistent_lsn) {
+        println!("slot       {slot} (changes from {lsn})");
+    }
+    if let Some(snap) = &s.snapshot {
+        println!(
+            "snapshot   {snap} ({})",
+            if s.snapshot_held { "held" } else { "released" }
+        );
+    }
+    println!(
+        "tables     {}/{} done (data, indexes and constraints)",
+        s.tables_done, s.tables_total
+    );
+    println!("units      {}/{} copied", s.units_done, s.units_total);
+    println!("rows       {}", s.rows);
+    println!("bytes      {}", human_bytes(s.bytes));
+    for sec in &s.sections {
+        match sec.seconds {
+            Some(t) => println!("  {:<14} done in {t:.1}s", sec.name),
+            None => println!("  {:<14} started, not done", sec.name),
+        }
+    }
+    if s.errors.is_empty() {
+        println!("errors     none");
+    } else {
+        println!("errors     {}", s.errors.len());
+        for e in s.errors.iter().rev().take(5) {
+            println!("  [{}] {}", e.section, e.message);
+        }
+    }
+}
