@@ -11,6 +11,7 @@ use ferry_store::StateStore;
 use futures_util::{SinkExt, StreamExt};
 
 use crate::progress::Observer;
+use crate::rows::RowCounter;
 use crate::CopyError;
 
 /// Bytes gathered before one CopyData message goes to the target.
@@ -133,7 +134,7 @@ pub(crate) async fn copy_unit(
         .map_err(|e| wrap(sql_error("writing to the target")(e)))?;
     futures_util::pin_mut!(out);
     futures_util::pin_mut!(sink);
-    let text = !job.binary();
+    let mut counter = RowCounter::new(job.binary());
     let mut buf = BytesMut::with_capacity(BUFFER + 64 * 1024);
     let mut bytes = 0u64;
     while let Some(chunk) = out.next().await {
@@ -141,7 +142,7 @@ pub(crate) async fn copy_unit(
         buf.extend_from_slice(&chunk);
         if buf.len() >= BUFFER {
             let n = buf.len() as u64;
-            let rows = if text { count_lines(&buf) } else { 0 };
+            let rows = counter.feed(&buf);
             sink.send(buf.split().freeze())
                 .await
                 .map_err(|e| wrap(sql_error("writing to the target")(e)))?;
@@ -151,7 +152,7 @@ pub(crate) async fn copy_unit(
     }
     if !buf.is_empty() {
         let n = buf.len() as u64;
-        let rows = if text { count_lines(&buf) } else { 0 };
+        let rows = counter.feed(&buf);
         sink.send(buf.split().freeze())
             .await
             .map_err(|e| wrap(sql_error("writing to the target")(e)))?;
@@ -177,8 +178,4 @@ pub(crate) async fn copy_unit(
     let _ = src.batch_execute("COMMIT").await;
     observer.unit_finished(unit, rows, bytes);
     Ok((rows, bytes))
-}
-
-fn count_lines(buf: &[u8]) -> u64 {
-    buf.iter().filter(|b| **b == b'\n').count() as u64
 }

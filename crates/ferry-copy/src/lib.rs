@@ -10,6 +10,7 @@ pub mod holder;
 pub mod names;
 mod progress;
 mod publication;
+mod rows;
 mod run;
 mod schema;
 mod sequences;

@@ -11,8 +11,7 @@ pub trait Observer: Send + Sync {
     /// by an earlier, interrupted run.
     fn planned(&self, _total_bytes: u64, _done_bytes: u64, _units: usize) {}
     fn unit_started(&self, _unit: &CopyUnit, _estimated_bytes: u64) {}
-    /// `bytes` more were streamed, `rows` more counted (rows are counted in text format
-    /// only; binary units report theirs when they finish).
+    /// `bytes` more were streamed and `rows` more rows completed.
     fn unit_progress(&self, _unit: &CopyUnit, _bytes: u64, _rows: u64) {}
     fn unit_finished(&self, _unit: &CopyUnit, _rows: u64, _bytes: u64) {}
     /// Free-form note for the log (`"indexes of public.t built"`).

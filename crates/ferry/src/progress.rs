@@ -98,8 +98,10 @@ impl Progress {
 }
 
 fn unit_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:>10} {wide_msg} {bytes} {binary_bytes_per_sec} {pos:>0}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(
+        "{prefix:>10} {wide_msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 impl Observer for Progress {
