@@ -137,10 +137,17 @@ pub(crate) async fn copy_unit(
     let mut counter = RowCounter::new(job.binary());
     let mut buf = BytesMut::with_capacity(BUFFER + 64 * 1024);
     let mut bytes = 0u64;
-    while let Some(chunk) = out.next().await {
-        let chunk = chunk.map_err(|e| wrap(sql_error("reading from the source")(e)))?;
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= BUFFER {
+    loop {
+        let chunk = out
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| wrap(sql_error("reading from the source")(e)))?;
+        if let Some(chunk) = &chunk {
+            buf.extend_from_slice(chunk);
+        }
+        let end = chunk.is_none();
+        if buf.len() >= BUFFER || (end && !buf.is_empty()) {
             let n = buf.len() as u64;
             let rows = counter.feed(&buf);
             sink.send(buf.split().freeze())
@@ -149,15 +156,9 @@ pub(crate) async fn copy_unit(
             bytes += n;
             observer.unit_progress(unit, n, rows);
         }
-    }
-    if !buf.is_empty() {
-        let n = buf.len() as u64;
-        let rows = counter.feed(&buf);
-        sink.send(buf.split().freeze())
-            .await
-            .map_err(|e| wrap(sql_error("writing to the target")(e)))?;
-        bytes += n;
-        observer.unit_progress(unit, n, rows);
+        if end {
+            break;
+        }
     }
     let rows = sink
         .as_mut()

@@ -64,7 +64,8 @@ pub(crate) async fn dump_large_objects(
         "--format=custom".into(),
         format!("--snapshot={snapshot}").into(),
         "--section=data".into(),
-        "--large-objects".into(),
+        // `-b` is the spelling every pg_dump knows (`--large-objects` appeared in 16).
+        "-b".into(),
         // Every table and sequence out: only the large objects' data remains.
         "--exclude-table=*.*".into(),
         "--file".into(),
@@ -82,7 +83,7 @@ pub(crate) async fn dump_large_objects(
     Ok(())
 }
 
-/// Restores one section of `dump` in a single transaction.
+/// Restores one section of `dump` (or all of it) in a single transaction.
 pub(crate) async fn restore_section(
     tools: &Tools,
     target: &Connector,
@@ -90,7 +91,22 @@ pub(crate) async fn restore_section(
     section: Option<&str>,
     what: &str,
 ) -> Result<(), CopyError> {
+    restore(tools, target, dump, None, section, what).await
+}
+
+/// `pg_restore --single-transaction --exit-on-error [--use-list] [--section]` into the target.
+async fn restore(
+    tools: &Tools,
+    target: &Connector,
+    dump: &Path,
+    list: Option<&Path>,
+    section: Option<&str>,
+    what: &str,
+) -> Result<(), CopyError> {
     let mut args: Vec<OsString> = vec!["--single-transaction".into(), "--exit-on-error".into()];
+    if let Some(list) = list {
+        args.extend(["--use-list".into(), list.into()]);
+    }
     if let Some(s) = section {
         args.push(format!("--section={s}").into());
     }
@@ -132,22 +148,7 @@ pub(crate) async fn restore_entries(
     let text: String = entries.iter().map(|e| format!("{}\n", e.line)).collect();
     std::fs::write(list_path, text)
         .map_err(CopyError::io(format!("writing {}", list_path.display())))?;
-    let mut args: Vec<OsString> = vec![
-        "--single-transaction".into(),
-        "--exit-on-error".into(),
-        "--use-list".into(),
-        list_path.into(),
-    ];
-    if let Some(s) = section {
-        args.push(format!("--section={s}").into());
-    }
-    args.extend([
-        "--dbname".into(),
-        target.tool_conninfo().into(),
-        dump.into(),
-    ]);
-    run(&tools.pg_restore, &args, &target.tool_env(), what).await?;
-    Ok(())
+    restore(tools, target, dump, Some(list_path), section, what).await
 }
 
 /// The DROP statements that undo what restoring `dump`'s pre-data created (for `--restart`).

@@ -50,7 +50,7 @@ impl TlsPolicy {
                         "sslmode={} needs a root certificate to check the server against: set \
                          sslrootcert in the dsn (a file, or `system` for the system store) or \
                          put it at ~/.postgresql/root.crt",
-                        mode_name(mode)
+                        mode.as_str()
                     )));
                 }
                 true
@@ -151,16 +151,5 @@ fn root_cert(conninfo: &ConnInfo) -> Option<RootCert> {
             let default = PathBuf::from(home).join(".postgresql/root.crt");
             default.exists().then_some(RootCert::File(default))
         }
-    }
-}
-
-fn mode_name(mode: SslMode) -> &'static str {
-    match mode {
-        SslMode::Disable => "disable",
-        SslMode::Allow => "allow",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
     }
 }
