@@ -5,10 +5,12 @@ use std::path::Path;
 use ferry_pg::Connector;
 use ferry_store::StateStore;
 
+use crate::schema::DumpFiles;
 use crate::{holder, names, publication, CopyError};
 
-/// Stops the snapshot holder, drops the slot and the publications, forgets the run. Returns
-/// a sentence per thing removed.
+/// Stops the snapshot holder, drops the slot and the publications, forgets the run (its
+/// record and its schema dumps, which belong to its snapshot). Returns a sentence per thing
+/// removed.
 pub async fn abort(
     migration: &str,
     source: &Connector,
@@ -31,6 +33,20 @@ pub async fn abort(
     for p in publication::drop_existing(&client, &names::publications(migration)).await? {
         removed.push(format!("dropped publication {p} on the source"));
     }
+    // A later run takes a snapshot of its own: a dump of this one's must not be reused.
+    let files = DumpFiles::new(state_dir);
+    for f in [&files.schema, &files.large_objects] {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CopyError::Io {
+                    what: format!("removing {}", f.display()),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_dir_all(&files.lists);
     store.reset()?;
     store.set_value("phase", "aborted")?;
     Ok(removed)

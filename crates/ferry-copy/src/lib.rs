@@ -4,6 +4,7 @@
 //! table and range; see `docs/architecture.md`.
 
 mod abort;
+mod commit;
 mod data;
 mod error;
 pub mod holder;

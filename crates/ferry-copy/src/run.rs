@@ -22,7 +22,7 @@ use crate::schema::{self, DumpFiles, Tools};
 use crate::summary::{self, CopySummary};
 use crate::toc::TocEntry;
 use crate::units::{plan_units, PlannedUnit};
-use crate::{names, publication, sequences, CopyError};
+use crate::{commit, names, publication, sequences, CopyError};
 
 /// What preflight decided, handed to the copy by the binary.
 pub struct CopyInput {
@@ -230,16 +230,15 @@ async fn copy_in_snapshot(
     }
     if !section_done(store, "pre-data")? {
         observer.step("restoring the schema (pre-data)");
-        store.section_started("pre-data")?;
-        schema::restore_section(
-            tools,
+        let script = schema::script(tools, &files.schema, None, "pre-data").await?;
+        commit::apply_once(
+            store,
             &input.target,
-            &files.schema,
-            Some("pre-data"),
+            "pre-data",
+            &script,
             "restoring the schema (pre-data) on the target",
         )
         .await?;
-        store.section_done("pre-data")?;
     }
 
     // The work: units not yet done, and post-data batches per table.
@@ -344,11 +343,10 @@ async fn copy_in_snapshot(
             observer.step("copying large objects");
             schema::dump_large_objects(tools, &input.source, &snap.snapshot, &files.large_objects)
                 .await?;
-            schema::restore_section(
+            schema::restore(
                 tools,
                 &input.target,
                 &files.large_objects,
-                None,
                 "restoring large objects",
             )
             .await?;
@@ -357,19 +355,22 @@ async fn copy_in_snapshot(
     }
     if !section_done(store, "post-data")? {
         observer.step("restoring the rest of the schema (post-data)");
-        store.section_started("post-data")?;
         let list = files.lists.join("post-data.list");
-        schema::restore_entries(
+        let script = schema::script(
             tools,
-            &input.target,
             &files.schema,
-            &final_batch,
-            &list,
-            Some("post-data"),
+            Some((&final_batch, &list)),
+            "post-data",
+        )
+        .await?;
+        commit::apply_once(
+            store,
+            &input.target,
+            "post-data",
+            &script,
             "restoring post-data (foreign keys, materialized views, …)",
         )
         .await?;
-        store.section_done("post-data")?;
     }
     store.section_started("sequences")?;
     let n = sequences::sync(source, &target).await?;
@@ -377,9 +378,6 @@ async fn copy_in_snapshot(
     store.section_done("sequences")?;
     if !section_done(store, "analyze")? {
         store.section_started("analyze")?;
-        for t in input.tables.iter().filter(|t| t.is_partition) {
-            let _ = t; // partitions were analyzed with their indexes
-        }
         target
             .batch_execute("ANALYZE")
             .await
@@ -420,27 +418,32 @@ async fn post_data_task(
     entries: Vec<TocEntry>,
 ) -> Result<Finished, CopyError> {
     let section = post_data_section(&table);
-    store.section_started(&section)?;
-    let list = files.lists.join(format!(
-        "{}.list",
-        entries.first().map_or(0, |e| e.object_oid)
-    ));
-    schema::restore_entries(
-        &input.tools,
-        &input.target,
-        &files.schema,
-        &entries,
-        &list,
-        Some("post-data"),
-        &format!("building indexes and constraints of {table}"),
-    )
-    .await?;
-    let target = input.target.connect().await?;
-    target
-        .batch_execute(&format!("ANALYZE {}", quote::table(&table)))
-        .await
-        .map_err(sql_error(format!("analyzing {table}")))?;
-    store.section_done(&section)?;
+    if !section_done(store, &section)? {
+        let list = files.lists.join(format!(
+            "{}.list",
+            entries.first().map_or(0, |e| e.object_oid)
+        ));
+        let mut script = if entries.is_empty() {
+            String::new()
+        } else {
+            schema::script(
+                &input.tools,
+                &files.schema,
+                Some((&entries, &list)),
+                "post-data",
+            )
+            .await?
+        };
+        script.push_str(&format!("\nANALYZE {};\n", quote::table(&table)));
+        commit::apply_once(
+            store,
+            &input.target,
+            &section,
+            &script,
+            &format!("building indexes and constraints of {table}"),
+        )
+        .await?;
+    }
     observer.note(&format!("{table}: indexes and constraints built"));
     Ok(Finished::PostData)
 }
@@ -480,20 +483,8 @@ async fn resolve_committing(store: &dyn StateStore, target: &Client) -> Result<(
         .filter(|u| u.state == UnitState::Committing)
     {
         let Some(xid) = u.target_xid else { continue };
-        let status = loop {
-            let status: Option<String> = target
-                .query_one("SELECT txid_status($1)", &[&xid])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(sql_error(
-                    "asking the target whether an interrupted unit committed",
-                ))?;
-            if status.as_deref() != Some("in progress") {
-                break status;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        if status.as_deref() == Some("committed") {
+        let committed = commit::committed(target, xid).await?;
+        if committed {
             let unit = ferry_model::CopyUnit {
                 table: u.table,
                 range: u.range,

@@ -83,33 +83,15 @@ pub(crate) async fn dump_large_objects(
     Ok(())
 }
 
-/// Restores one section of `dump` (or all of it) in a single transaction.
-pub(crate) async fn restore_section(
+/// Restores all of `dump` with `pg_restore` in a single transaction (large objects, whose
+/// script form would hold their contents in memory).
+pub(crate) async fn restore(
     tools: &Tools,
     target: &Connector,
     dump: &Path,
-    section: Option<&str>,
-    what: &str,
-) -> Result<(), CopyError> {
-    restore(tools, target, dump, None, section, what).await
-}
-
-/// `pg_restore --single-transaction --exit-on-error [--use-list] [--section]` into the target.
-async fn restore(
-    tools: &Tools,
-    target: &Connector,
-    dump: &Path,
-    list: Option<&Path>,
-    section: Option<&str>,
     what: &str,
 ) -> Result<(), CopyError> {
     let mut args: Vec<OsString> = vec!["--single-transaction".into(), "--exit-on-error".into()];
-    if let Some(list) = list {
-        args.extend(["--use-list".into(), list.into()]);
-    }
-    if let Some(s) = section {
-        args.push(format!("--section={s}").into());
-    }
     args.extend([
         "--dbname".into(),
         target.tool_conninfo().into(),
@@ -132,23 +114,34 @@ pub(crate) async fn listing(tools: &Tools, dump: &Path) -> Result<Vec<TocEntry>,
     Ok(parse_listing(&out))
 }
 
-/// Restores exactly `entries` of `dump`, in their order, in a single transaction.
-pub(crate) async fn restore_entries(
+/// The SQL that restoring `section` of `dump` runs (only `entries`, when given, listed in
+/// `list_path`), for [`crate::commit::apply_once`] to execute in one transaction of its own.
+pub(crate) async fn script(
     tools: &Tools,
-    target: &Connector,
     dump: &Path,
-    entries: &[TocEntry],
-    list_path: &Path,
-    section: Option<&str>,
-    what: &str,
-) -> Result<(), CopyError> {
-    if entries.is_empty() {
-        return Ok(());
+    entries: Option<(&[TocEntry], &Path)>,
+    section: &str,
+) -> Result<String, CopyError> {
+    let mut args: Vec<OsString> = vec!["--file=-".into(), format!("--section={section}").into()];
+    if let Some((entries, list_path)) = entries {
+        let text: String = entries.iter().map(|e| format!("{}\n", e.line)).collect();
+        std::fs::write(list_path, text)
+            .map_err(CopyError::io(format!("writing {}", list_path.display())))?;
+        args.extend(["--use-list".into(), list_path.into()]);
     }
-    let text: String = entries.iter().map(|e| format!("{}\n", e.line)).collect();
-    std::fs::write(list_path, text)
-        .map_err(CopyError::io(format!("writing {}", list_path.display())))?;
-    restore(tools, target, dump, Some(list_path), section, what).await
+    args.push(dump.into());
+    let out = run(&tools.pg_restore, &args, &[], "reading the schema dump").await?;
+    Ok(without_meta_commands(&out))
+}
+
+/// Drops the psql meta-commands `pg_dump` 17.6+ writes around a script (`\restrict KEY`,
+/// `\unrestrict KEY`); a server would reject them, and they guard only psql sessions.
+fn without_meta_commands(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// The DROP statements that undo what restoring `dump`'s pre-data created (for `--restart`).
@@ -231,5 +224,19 @@ impl DumpFiles {
             large_objects: state_dir.join("large-objects.dump"),
             lists: state_dir.join("lists"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_meta_commands;
+
+    #[test]
+    fn strips_only_restrict_meta_commands() {
+        let script = "\\restrict abc\nSET x = 1;\nCREATE FUNCTION f() AS $$\n\\not a command$$;\n\\unrestrict abc\n";
+        assert_eq!(
+            without_meta_commands(script),
+            "SET x = 1;\nCREATE FUNCTION f() AS $$\n\\not a command$$;\n"
+        );
     }
 }
