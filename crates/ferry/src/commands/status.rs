@@ -49,7 +49,9 @@ struct Error {
 
 pub fn run(args: &SpecArgs, json: bool) -> Result<ExitCode> {
     let session = Session::open(args, false)?;
+    let id = session.log_command()?;
     let status = gather(&session)?;
+    session.finish_command(id, "ok");
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
