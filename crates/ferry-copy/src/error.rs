@@ -20,6 +20,14 @@ pub enum CopyError {
     )]
     SnapshotGone { reason: String },
 
+    /// Ferry's slot was dropped or invalidated while the copy ran.
+    #[error(
+        "{reason}: change capture can no longer start where this copy's snapshot ends. Give the \
+         source room (raise max_slot_wal_keep_size or free disk) and run `ferry copy SPEC \
+         --restart`"
+    )]
+    SlotLost { reason: String },
+
     /// Another `ferry` works on the same state directory.
     #[error(
         "another ferry process is working on this migration (state directory {dir} is locked): \

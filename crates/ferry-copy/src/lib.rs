@@ -18,6 +18,7 @@ mod sequences;
 mod summary;
 mod toc;
 mod units;
+mod watch;
 
 pub use abort::abort;
 pub use error::CopyError;

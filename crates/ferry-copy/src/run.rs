@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferry_model::{TableName, UnitState};
 use ferry_pg::catalog::{self, RoleInfo, TableInfo};
@@ -22,6 +22,7 @@ use crate::schema::{self, DumpFiles, Tools};
 use crate::summary::{self, CopySummary};
 use crate::toc::TocEntry;
 use crate::units::{plan_units, PlannedUnit};
+use crate::watch::Watch;
 use crate::{commit, names, publication, sequences, CopyError};
 
 /// What preflight decided, handed to the copy by the binary.
@@ -107,20 +108,16 @@ pub async fn run(
     store.set_invariants(&invariants)?;
     store.set_value("phase", "copying")?;
 
-    let beat_dir = state_dir.clone();
-    let heartbeat = tokio::spawn(async move {
-        loop {
-            if let Err(e) = holder::heartbeat(&beat_dir) {
-                tracing::warn!(error = %e, "cannot write the heartbeat");
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    });
-    let result = copy_in_snapshot(
-        input, options, store, observer, &snapshot, &files, &source, cancel,
-    )
-    .await;
-    heartbeat.abort();
+    let mut watch = Watch::start(
+        state_dir.clone(),
+        input.source.clone(),
+        snapshot.slot.clone(),
+    );
+    let result = tokio::select! {
+        r = copy_in_snapshot(input, options, store, observer, &snapshot, &files, &source, cancel) => r,
+        reason = watch.lost() => Err(CopyError::SlotLost { reason }),
+    };
+    drop(watch);
     let verification = match result {
         Ok(v) => v,
         Err(e) => {

@@ -17,20 +17,20 @@ const DB: &str = "demo";
 
 pub async fn run(scale: u32, keep: bool) -> Result<ExitCode> {
     println!("Starting two local PostgreSQL clusters (source and target)…");
-    let options = |name: &str| ClusterOptions {
-        name: name.to_owned(),
+    // The source as it should be run: its slots may not hold back WAL without bound.
+    let source_options = ClusterOptions {
+        name: "ferry-demo-source".into(),
+        settings: vec![("max_slot_wal_keep_size".into(), "10GB".into())],
+        ..ClusterOptions::default()
+    };
+    let target_options = ClusterOptions {
+        name: "ferry-demo-target".into(),
         ..ClusterOptions::default()
     };
     let source =
-        tokio::task::spawn_blocking(move || LocalCluster::start(&options("ferry-demo-source")))
-            .await??;
-    let target = tokio::task::spawn_blocking(move || {
-        LocalCluster::start(&ClusterOptions {
-            name: "ferry-demo-target".into(),
-            ..ClusterOptions::default()
-        })
-    })
-    .await??;
+        tokio::task::spawn_blocking(move || LocalCluster::start(&source_options)).await??;
+    let target =
+        tokio::task::spawn_blocking(move || LocalCluster::start(&target_options)).await??;
     println!(
         "  source: PostgreSQL {} on port {}",
         source.major(),
