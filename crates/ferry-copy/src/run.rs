@@ -207,6 +207,7 @@ async fn copy_in_snapshot(
 ) -> Result<Option<Vec<summary::TableCount>>, CopyError> {
     store.section_started("copy")?;
     let target = input.target.connect().await?;
+    let target_version = catalog::version_num(&target).await?;
     let tools = &input.tools;
 
     if !section_done(store, "roles")? {
@@ -227,7 +228,7 @@ async fn copy_in_snapshot(
     }
     if !section_done(store, "pre-data")? {
         observer.step("restoring the schema (pre-data)");
-        let script = schema::script(tools, &files.schema, None, "pre-data").await?;
+        let script = schema::script(tools, &files.schema, None, "pre-data", target_version).await?;
         commit::apply_once(
             store,
             &input.target,
@@ -286,7 +287,18 @@ async fn copy_in_snapshot(
         while running.len() < jobs {
             if let Some(table) = ready.pop_front() {
                 let entries = shared.get(&table).cloned().unwrap_or_default();
-                running.push(post_data_task(input, store, observer, files, table, entries).boxed());
+                running.push(
+                    post_data_task(
+                        input,
+                        store,
+                        observer,
+                        files,
+                        table,
+                        entries,
+                        target_version,
+                    )
+                    .boxed(),
+                );
             } else if let Some(p) = todo.pop_front() {
                 let columns = catalog::copy_columns(&columns_client, p.table_oid).await?;
                 let job = UnitJob {
@@ -358,6 +370,7 @@ async fn copy_in_snapshot(
             &files.schema,
             Some((&final_batch, &list)),
             "post-data",
+            target_version,
         )
         .await?;
         commit::apply_once(
@@ -413,6 +426,7 @@ async fn post_data_task(
     files: &DumpFiles,
     table: TableName,
     entries: Vec<TocEntry>,
+    target_version: u32,
 ) -> Result<Finished, CopyError> {
     let section = post_data_section(&table);
     if !section_done(store, &section)? {
@@ -428,6 +442,7 @@ async fn post_data_task(
                 &files.schema,
                 Some((&entries, &list)),
                 "post-data",
+                target_version,
             )
             .await?
         };

@@ -121,6 +121,7 @@ pub(crate) async fn script(
     dump: &Path,
     entries: Option<(&[TocEntry], &Path)>,
     section: &str,
+    target_version_num: u32,
 ) -> Result<String, CopyError> {
     let mut args: Vec<OsString> = vec!["--file=-".into(), format!("--section={section}").into()];
     if let Some((entries, list_path)) = entries {
@@ -131,15 +132,19 @@ pub(crate) async fn script(
     }
     args.push(dump.into());
     let out = run(&tools.pg_restore, &args, &[], "reading the schema dump").await?;
-    Ok(without_meta_commands(&out))
+    Ok(for_target(&out, target_version_num))
 }
 
-/// Drops the psql meta-commands `pg_dump` 17.6+ writes around a script (`\restrict KEY`,
-/// `\unrestrict KEY`); a server would reject them, and they guard only psql sessions.
-fn without_meta_commands(script: &str) -> String {
+/// Makes a `pg_restore` script runnable on the target over a plain session: drops the psql
+/// meta-commands `pg_dump` 17.6+ writes around it (`\\restrict KEY`, `\\unrestrict KEY`; a
+/// server rejects them, and they guard only psql sessions), and the `SET transaction_timeout`
+/// that client tools 17+ write, which older targets do not know (used when no client tools of
+/// a major between the source's and the target's are installed).
+fn for_target(script: &str, target_version_num: u32) -> String {
     script
         .lines()
         .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .filter(|l| target_version_num >= 170_000 || !l.starts_with("SET transaction_timeout"))
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -229,14 +234,21 @@ impl DumpFiles {
 
 #[cfg(test)]
 mod tests {
-    use super::without_meta_commands;
+    use super::for_target;
 
     #[test]
     fn strips_only_restrict_meta_commands() {
         let script = "\\restrict abc\nSET x = 1;\nCREATE FUNCTION f() AS $$\n\\not a command$$;\n\\unrestrict abc\n";
         assert_eq!(
-            without_meta_commands(script),
+            for_target(script, 180_000),
             "SET x = 1;\nCREATE FUNCTION f() AS $$\n\\not a command$$;\n"
         );
+    }
+
+    #[test]
+    fn drops_transaction_timeout_for_targets_before_17() {
+        let script = "SET lock_timeout = 0;\nSET transaction_timeout = 0;\n";
+        assert_eq!(for_target(script, 150_004), "SET lock_timeout = 0;\n");
+        assert_eq!(for_target(script, 170_000), script);
     }
 }
