@@ -1,4 +1,5 @@
--- User relations already in the target (extension members aside).
+-- User relations of a database (extension members aside): on the target, what is already there;
+-- on the source, what the schema restore will create.
 SELECT n.nspname || '.' || c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')

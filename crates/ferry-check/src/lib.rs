@@ -5,11 +5,14 @@
 mod error;
 mod finding;
 mod preflight;
+mod privileges;
 mod roles;
 mod selection;
+mod wal;
 
 pub use error::CheckError;
 pub use finding::{Finding, Severity};
 pub use preflight::{preflight, Preflight, PreflightInput, ServerFacts};
+pub use privileges::target_privilege_findings;
 pub use roles::missing_roles;
 pub use selection::{select_tables, TableSelection};

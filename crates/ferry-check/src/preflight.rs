@@ -6,6 +6,7 @@ use ferry_pg::{sql_error, PgError};
 use ferry_spec::{MissingRoles, Plan};
 use tokio_postgres::Client;
 
+use crate::privileges::target_privilege_findings;
 use crate::roles::missing_roles;
 use crate::selection::{select_tables, TableSelection};
 use crate::{CheckError, Finding, Severity};
@@ -144,6 +145,9 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
             ),
         ));
     }
+    findings.append(
+        &mut crate::wal::retention_findings(source, input.slot, source_facts.version_num).await?,
+    );
     let ours_exist = leftovers(source, input.slot, input.publications).await?;
     let needs_slot =
         input.fresh_run || !ours_exist.iter().any(|l| l.starts_with("replication slot"));
@@ -199,14 +203,9 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
         ));
     }
 
-    if input.fresh_run && !input.allow_nonempty_target {
-        let rows = input
-            .target
-            .query(include_str!("../sql/target_objects.sql"), &[])
-            .await
-            .map_err(sql_error("listing the target's tables"))?;
-        let existing: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-        if !existing.is_empty() {
+    if input.fresh_run {
+        let existing = relations(input.target, "listing the target's tables").await?;
+        if !input.allow_nonempty_target && !existing.is_empty() {
             findings.push(
                 Finding::error(
                     "target.not_empty",
@@ -215,9 +214,32 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
                 )
                 .with_evidence(existing),
             );
+        } else if !existing.is_empty() {
+            // Allowed to share the database, never a name: the schema restore would fail
+            // halfway, after the slot and the snapshot exist.
+            let excluded: Vec<String> =
+                selection.excluded.iter().map(ToString::to_string).collect();
+            let clashes: Vec<String> = relations(source, "listing the source's relations")
+                .await?
+                .into_iter()
+                .filter(|r| existing.contains(r) && !excluded.contains(r))
+                .collect();
+            if !clashes.is_empty() {
+                findings.push(
+                    Finding::error(
+                        "target.name_clash",
+                        format!("{} relation(s) of the source already exist on the target; Ferry never writes into objects it did not create", clashes.len()),
+                        "drop or rename them on the target, or leave the tables out with [tables] exclude",
+                    )
+                    .with_evidence(clashes),
+                );
+            }
         }
     }
 
+    if input.fresh_run {
+        findings.append(&mut target_privilege_findings(source, input.target).await?);
+    }
     findings.append(&mut extension_findings(source, input.target).await?);
 
     let missing = missing_roles(source, input.target).await?;
@@ -235,7 +257,16 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
     let (pg_dump, pg_restore) = match find_tools(source_facts.major(), target_facts.major()) {
         Ok(tools) => (Some(tools.0), Some(tools.1)),
         Err(e) => {
-            findings.push(Finding::error("tools.pg_dump", e.to_string(), "see above"));
+            let finding = match e {
+                PgError::Binary { what, fix } => Finding::error("tools.pg_dump", what, fix),
+                other => Finding::error(
+                    "tools.pg_dump",
+                    other.to_string(),
+                    "install the PostgreSQL client tools (pg_dump, pg_restore) of the source's \
+                     major or newer, or set FERRY_PG_BIN to their directory",
+                ),
+            };
+            findings.push(finding);
             (None, None)
         }
     };
@@ -252,17 +283,20 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
 }
 
 /// `pg_dump` able to read the source, and the `pg_restore` of the same major. The newest
-/// major not above the target's is preferred: a newer `pg_dump` emits settings an older
-/// target rejects (17+ writes `SET transaction_timeout`).
+/// major not above the target's is preferred; without one, the oldest that can read the
+/// source: a newer `pg_dump` emits settings an older target rejects (17+ writes
+/// `SET transaction_timeout`).
 fn find_tools(source_major: u32, target_major: u32) -> Result<(ClientTool, ClientTool), PgError> {
-    let fitting = |name: &str| {
-        ferry_pg::binaries::client_tools(name)
-            .into_iter()
-            .filter(|t| t.major >= source_major && t.major <= target_major.max(source_major))
-            .max_by_key(|t| t.major)
-    };
-    let dump = match fitting("pg_dump") {
-        Some(t) => t,
+    let readers: Vec<ClientTool> = ferry_pg::binaries::client_tools("pg_dump")
+        .into_iter()
+        .filter(|t| t.major >= source_major)
+        .collect();
+    let fitting = readers
+        .iter()
+        .filter(|t| t.major <= target_major)
+        .max_by_key(|t| t.major);
+    let dump = match fitting.or_else(|| readers.iter().min_by_key(|t| t.major)) {
+        Some(t) => t.clone(),
         None => client_tool("pg_dump", source_major)?,
     };
     let restore = ferry_pg::binaries::client_tools("pg_restore")
@@ -270,6 +304,15 @@ fn find_tools(source_major: u32, target_major: u32) -> Result<(ClientTool, Clien
         .find(|t| t.major == dump.major)
         .map_or_else(|| client_tool("pg_restore", dump.major), Ok)?;
     Ok((dump, restore))
+}
+
+/// `schema.name` of every user relation of a database (`sql/target_objects.sql`).
+async fn relations(client: &Client, what: &str) -> Result<Vec<String>, PgError> {
+    let rows = client
+        .query(include_str!("../sql/target_objects.sql"), &[])
+        .await
+        .map_err(sql_error(what))?;
+    Ok(rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
 }
 
 async fn leftovers(

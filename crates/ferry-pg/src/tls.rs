@@ -11,7 +11,7 @@
 //! `allow` is treated as `prefer` (TLS first): the difference only matters for servers that
 //! refuse TLS connections outright, which then fall back to plain text in both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferry_spec::{ConnInfo, SslMode};
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
@@ -63,9 +63,9 @@ impl TlsPolicy {
                 Some(RootCert::System) => builder
                     .set_default_verify_paths()
                     .map_err(|e| fail(format!("cannot load the system certificates: {e}")))?,
-                Some(RootCert::File(path)) => builder.set_ca_file(path).map_err(|e| {
-                    fail(format!("cannot read sslrootcert {}: {e}", path.display()))
-                })?,
+                Some(RootCert::File(path)) => builder
+                    .set_ca_file(path)
+                    .map_err(|e| fail(file_problem("sslrootcert", path, &e)))?,
                 None => {}
             }
             builder.set_verify(SslVerifyMode::PEER);
@@ -75,12 +75,12 @@ impl TlsPolicy {
         if let Some(cert) = conninfo.get("sslcert") {
             builder
                 .set_certificate_chain_file(cert)
-                .map_err(|e| fail(format!("cannot read sslcert {cert}: {e}")))?;
+                .map_err(|e| fail(file_problem("sslcert", Path::new(cert), &e)))?;
         }
         if let Some(key) = conninfo.get("sslkey") {
             builder
                 .set_private_key_file(key, SslFiletype::PEM)
-                .map_err(|e| fail(format!("cannot read sslkey {key}: {e}")))?;
+                .map_err(|e| fail(file_problem("sslkey", Path::new(key), &e)))?;
         }
         Ok(TlsPolicy {
             mode,
@@ -134,6 +134,33 @@ impl TlsPolicy {
             config.set_use_server_name_indication(false);
         }
         config.into_ssl(host).map(Some).map_err(|e| e.to_string())
+    }
+}
+
+/// Why the file named by `key` in the dsn is unusable, in words: the system's error when it
+/// cannot be opened, else OpenSSL's reason (never its raw error stack).
+fn file_problem(key: &str, path: &Path, e: &openssl::error::ErrorStack) -> String {
+    match std::fs::File::open(path) {
+        Err(io) => format!(
+            "cannot read {key} {}: {io}; fix {key} in the dsn",
+            path.display()
+        ),
+        Ok(_) => {
+            let reason = e
+                .errors()
+                .iter()
+                .find_map(openssl::error::Error::reason)
+                .unwrap_or("OpenSSL cannot load it");
+            format!(
+                "{key} {} is not usable ({reason}): it must be a PEM file{}",
+                path.display(),
+                if key == "sslkey" {
+                    " holding an unencrypted private key"
+                } else {
+                    ""
+                }
+            )
+        }
     }
 }
 

@@ -10,7 +10,7 @@ pub enum StoreError {
     /// The state directory could not be created or used.
     #[error(
         "cannot use the state directory {}: {source}; make it writable by this user or choose \
-         another with --state-dir",
+         another with --state",
         path.display()
     )]
     StateDir {

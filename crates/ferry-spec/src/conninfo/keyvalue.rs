@@ -18,9 +18,19 @@ pub(super) fn parse(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
+            // A stray word may be a password pasted without its key: only a parameter's
+            // name is repeated.
+            let known = super::KNOWN_KEYS.contains(&key.as_str())
+                || super::SECRET_KEYS.contains(&key.as_str());
+            let after = if known {
+                format!("`{key}`")
+            } else {
+                "a word that is not a connection parameter (not repeated here in case it is a \
+                 secret)"
+                    .to_owned()
+            };
             return Err(ConnInfoError::new(format!(
-                "expected `=` after `{}`; write key=value pairs separated by spaces",
-                key.escape_debug()
+                "expected `=` after {after}; write key=value pairs separated by spaces"
             )));
         }
         if key.is_empty() {

@@ -42,6 +42,10 @@ fn later_key_wins() {
 #[test]
 fn malformed_key_value() {
     assert!(refusal("host").contains("expected `=` after `host`"));
+    // A stray word (a password pasted without its key?) is never repeated.
+    let stray = refusal("host=h user=u S3cr3t-Pa55");
+    assert!(stray.contains("expected `=` after a word"), "{stray}");
+    assert!(!stray.contains("S3cr3t"), "{stray}");
     assert!(refusal("=x").contains("no key"));
     assert!(refusal("dbname='abc").contains("no closing quote"));
     assert!(refusal("port=abc").contains("port must be a number"));

@@ -124,7 +124,27 @@ async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
     )
     .await;
     progress.finish();
-    let summary = result?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Past this point the slot and the snapshot exist: say what becomes of them.
+            let has_own_advice = matches!(
+                e,
+                ferry_copy::CopyError::Cancelled | ferry_copy::CopyError::SnapshotGone { .. }
+            );
+            if !has_own_advice {
+                if let Ok(Some(inv)) = session.store.invariants() {
+                    eprintln!(
+                        "the copy stopped; slot {} and its snapshot stay on the source so that \
+                         `ferry copy` resumes where it stopped once the problem below is fixed \
+                         (`ferry abort` removes them instead)",
+                        inv.slot
+                    );
+                }
+            }
+            return Err(e.into());
+        }
+    };
     report::print_summary(&summary);
     if let Some(inv) = session.store.invariants()? {
         println!(
@@ -148,7 +168,8 @@ struct SelfLauncher {
 
 impl HolderLauncher for SelfLauncher {
     fn launch(&self) -> std::io::Result<Child> {
-        let exe = std::env::current_exe()?;
+        // This very binary, even if a new build replaced the file since we started.
+        let exe = std::path::PathBuf::from("/proc/self/exe");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
