@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ferry_model::UnitState;
 use ferry_pg::{sql_error, Connector, PgError};
 use ferry_store::StateStore;
 use tokio_postgres::Client;
@@ -70,5 +71,31 @@ pub(crate) async fn apply_once(
         .await
         .map_err(sql_error(what))?;
     store.section_done(section)?;
+    Ok(())
+}
+
+/// Units caught between "about to commit" and "done" by an interruption: the target says
+/// whether their transaction committed.
+pub(crate) async fn resolve_committing(
+    store: &dyn StateStore,
+    target: &Client,
+) -> Result<(), CopyError> {
+    for u in store
+        .units()?
+        .into_iter()
+        .filter(|u| u.state == UnitState::Committing)
+    {
+        let Some(xid) = u.target_xid else { continue };
+        let committed = committed(target, xid).await?;
+        if committed {
+            let unit = ferry_model::CopyUnit {
+                table: u.table,
+                range: u.range,
+                part: u.part,
+                parts: u.parts,
+            };
+            store.unit_done(&unit, u.rows, u.bytes)?;
+        }
+    }
     Ok(())
 }

@@ -5,7 +5,10 @@
 use ferry_model::{CopyUnit, RowRange};
 use ferry_pg::catalog::TableInfo;
 use ferry_pg::{sql_error, PgError};
+use ferry_store::StateStore;
 use tokio_postgres::Client;
+
+use crate::CopyError;
 
 /// Most ranges one table is cut into.
 const MAX_PARTS: u64 = 64;
@@ -23,7 +26,7 @@ pub(crate) struct PlannedUnit {
 }
 
 /// Cuts `tables` into units, largest first.
-pub(crate) async fn plan_units(
+async fn plan_units(
     source: &Client,
     tables: &[TableInfo],
     split_above: u64,
@@ -92,5 +95,27 @@ pub(crate) async fn plan_units(
             .cmp(&a.estimated_bytes)
             .then_with(|| a.unit.key().cmp(&b.unit.key()))
     });
+    Ok(units)
+}
+
+/// The stored cut of the tables into units, or a new one (stored before any unit starts).
+pub(crate) async fn stored_or_planned(
+    store: &dyn StateStore,
+    source: &Client,
+    tables: &[TableInfo],
+    split_above: u64,
+    version_num: u32,
+) -> Result<Vec<PlannedUnit>, CopyError> {
+    if let Some(json) = store.value("units")? {
+        if let Ok(units) = serde_json::from_str::<Vec<PlannedUnit>>(&json) {
+            return Ok(units);
+        }
+    }
+    let units = plan_units(source, tables, split_above, version_num).await?;
+    let json = serde_json::to_string(&units).map_err(|e| CopyError::Tool {
+        what: "saving the unit plan".into(),
+        detail: e.to_string(),
+    })?;
+    store.set_value("units", &json)?;
     Ok(units)
 }
