@@ -11,7 +11,6 @@ use ferry_store::StateStore;
 use futures_util::{SinkExt, StreamExt};
 
 use crate::progress::Observer;
-use crate::rows::RowCounter;
 use crate::CopyError;
 
 /// Bytes gathered before one CopyData message goes to the target.
@@ -134,7 +133,9 @@ pub(crate) async fn copy_unit(
         .map_err(|e| wrap(sql_error("writing to the target")(e)))?;
     futures_util::pin_mut!(out);
     futures_util::pin_mut!(sink);
-    let mut counter = RowCounter::new(job.binary());
+    // PostgreSQL sends one CopyData message per row (binary format adds the trailer as one
+    // more), so counting messages counts rows for progress; the exact count is COPY FROM's.
+    let mut rows_seen = 0u64;
     let mut buf = BytesMut::with_capacity(BUFFER + 64 * 1024);
     let mut bytes = 0u64;
     loop {
@@ -145,11 +146,12 @@ pub(crate) async fn copy_unit(
             .map_err(|e| wrap(sql_error("reading from the source")(e)))?;
         if let Some(chunk) = &chunk {
             buf.extend_from_slice(chunk);
+            rows_seen += 1;
         }
         let end = chunk.is_none();
         if buf.len() >= BUFFER || (end && !buf.is_empty()) {
             let n = buf.len() as u64;
-            let rows = counter.feed(&buf);
+            let rows = std::mem::take(&mut rows_seen);
             sink.send(buf.split().freeze())
                 .await
                 .map_err(|e| wrap(sql_error("writing to the target")(e)))?;

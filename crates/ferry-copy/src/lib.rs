@@ -13,7 +13,6 @@ mod postdata;
 mod progress;
 mod publication;
 mod roles;
-mod rows;
 mod run;
 mod scheduler;
 mod schema;
