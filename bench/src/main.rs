@@ -89,8 +89,9 @@ struct Args {
     #[arg(long)]
     no_durability: bool,
     /// pgcopydb's --split-tables-larger-than: same-table concurrency for tables larger than
-    /// this, as Ferry's default `[copy] split_tables_larger_than` (1 GiB); `none` turns it off.
-    #[arg(long, default_value = "1GB")]
+    /// this; `none` (the default, like Ferry's and pgcopydb's own) turns it off. Pair it with
+    /// `--ferry-copy 'split_tables_larger_than = "1GB"'` to compare split copies.
+    #[arg(long, default_value = "none")]
     pgcopydb_split: String,
     /// An extra `key = value` line for the `[copy]` table of Ferry's spec (repeatable), e.g.
     /// `--ferry-copy 'split_tables_larger_than = "100GB"'`.

@@ -64,7 +64,13 @@ pub async fn run(
     let files = DumpFiles::new(&state_dir);
     let source = input.source.connect().await?;
 
-    let snapshot = match (store.invariants()?, holder::current(&state_dir)) {
+    let existing = store.invariants()?;
+    let snapshot = match (existing, holder::current(&state_dir)) {
+        // An explicit restart wins over everything, even a live snapshot.
+        (Some(_), _) if options.restart => {
+            restart(input, store, &files, &source).await?;
+            start_fresh(input, &source, launcher, &state_dir).await?
+        }
         (Some(inv), Some(info)) if inv.snapshot == info.snapshot => {
             observer.note(&format!(
                 "resuming in snapshot {} held by pid {}",
@@ -76,17 +82,12 @@ pub async fn run(
             observer.note("the copy already finished; nothing to do");
             return summary::build(store, started.elapsed(), None).await;
         }
-        (Some(_), _) if !options.restart => {
+        (Some(_), _) => {
             return Err(CopyError::SnapshotGone {
                 reason: "its holder process is no longer running".into(),
             })
         }
-        (existing, _) => {
-            if existing.is_some() {
-                restart(input, store, &files, &source).await?;
-            }
-            start_fresh(input, &source, launcher, &state_dir).await?
-        }
+        (None, _) => start_fresh(input, &source, launcher, &state_dir).await?,
     };
     let invariants = RunInvariants {
         source: input.source.identity(),
@@ -116,6 +117,10 @@ pub async fn run(
         Ok(v) => v,
         Err(e) => {
             let _ = store.record_error("copy", &e.to_string());
+            if matches!(e, CopyError::SlotLost { .. }) {
+                // Without its slot the snapshot leads nowhere: stop holding back the source.
+                let _ = holder::release(&state_dir).await;
+            }
             return Err(e);
         }
     };

@@ -29,7 +29,7 @@ pub(crate) struct PlannedUnit {
 async fn plan_units(
     source: &Client,
     tables: &[TableInfo],
-    split_above: u64,
+    split_above: Option<u64>,
     version_num: u32,
 ) -> Result<Vec<PlannedUnit>, PgError> {
     let block_size: i64 = source
@@ -39,10 +39,11 @@ async fn plan_units(
         .map_err(sql_error("reading block_size"))?;
     let mut units = Vec::new();
     for t in tables.iter().filter(|t| t.holds_rows()) {
-        let parts = if version_num >= TID_RANGE_SCAN && t.bytes > split_above {
-            t.bytes.div_ceil(split_above.max(1)).min(MAX_PARTS)
-        } else {
-            1
+        let parts = match split_above {
+            Some(above) if version_num >= TID_RANGE_SCAN && t.bytes > above => {
+                t.bytes.div_ceil(above.max(1)).min(MAX_PARTS)
+            }
+            _ => 1,
         };
         let blocks = if parts > 1 {
             let heap: i64 = source
@@ -103,7 +104,7 @@ pub(crate) async fn stored_or_planned(
     store: &dyn StateStore,
     source: &Client,
     tables: &[TableInfo],
-    split_above: u64,
+    split_above: Option<u64>,
     version_num: u32,
 ) -> Result<Vec<PlannedUnit>, CopyError> {
     if let Some(json) = store.value("units")? {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use ferry_pg::Connector;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_postgres::Client;
 
 use crate::holder;
 
 const HEARTBEAT: Duration = Duration::from_secs(2);
-const SLOT_CHECK_EVERY: u32 = 15; // heartbeats, i.e. every 30 s
+const SLOT_CHECK_EVERY: u32 = 5; // heartbeats, i.e. every 10 s
 
 pub(crate) struct Watch {
     task: JoinHandle<()>,
@@ -24,12 +25,13 @@ impl Watch {
         let (tx, lost) = watch::channel(None);
         let task = tokio::spawn(async move {
             let mut warned = 0u8;
+            let mut session: Option<Client> = None;
             for beat in 0u32.. {
                 if let Err(e) = holder::heartbeat(&state_dir) {
                     tracing::warn!(error = %e, "cannot write the heartbeat");
                 }
                 if beat % SLOT_CHECK_EVERY == 0 {
-                    match check_slot(&source, &slot, &mut warned).await {
+                    match check_slot(&source, &mut session, &slot, &mut warned).await {
                         Ok(Some(reason)) => {
                             let _ = tx.send(Some(reason));
                             return;
@@ -68,10 +70,14 @@ impl Drop for Watch {
 /// Checks the slot once: `Some(reason)` when it can no longer serve change capture.
 async fn check_slot(
     source: &Connector,
+    session: &mut Option<Client>,
     slot: &str,
     warned: &mut u8,
 ) -> Result<Option<String>, ferry_pg::PgError> {
-    let client = source.connect().await?;
+    let client = match session {
+        Some(c) if !c.is_closed() => c,
+        _ => session.insert(source.connect().await?),
+    };
     let row = client
         .query_opt(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, \

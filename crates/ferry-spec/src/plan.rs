@@ -15,7 +15,6 @@ use crate::raw::{RawCopy, RawEndpoint, RawSpec, RawTables};
 
 const MAX_JOBS: i64 = 256;
 const MIN_SPLIT: u64 = 1 << 20;
-const DEFAULT_SPLIT: u64 = 1 << 30;
 const MIN_HOLD: Duration = Duration::from_secs(60);
 const MAX_HOLD: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_HOLD: Duration = Duration::from_secs(30 * 60);
@@ -68,8 +67,9 @@ pub struct Endpoint {
 pub struct CopySettings {
     /// Parallel copy workers, 1..=256.
     pub jobs: usize,
-    /// Tables larger than this many bytes are copied as several ranges.
-    pub split_tables_larger_than: u64,
+    /// Tables larger than this many bytes (heap + TOAST) are copied as several concurrent
+    /// ranges; `None` (the default) copies every table in one stream (see ADR 6).
+    pub split_tables_larger_than: Option<u64>,
     pub missing_roles: MissingRoles,
     /// How long the exported snapshot is held with no ferry process alive.
     pub snapshot_hold_timeout: Duration,
@@ -261,7 +261,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let mut split = DEFAULT_SPLIT;
+        let mut split = None;
         if let Some(v) = raw.split_tables_larger_than {
             let key = "[copy] split_tables_larger_than";
             let parsed = match v.get_ref() {
@@ -273,7 +273,7 @@ impl Checker<'_> {
                 )),
             };
             match parsed {
-                Ok(bytes) if bytes >= MIN_SPLIT => split = bytes,
+                Ok(bytes) if bytes >= MIN_SPLIT => split = Some(bytes),
                 Ok(bytes) => self.report(
                     &v,
                     key,

@@ -67,7 +67,7 @@ fn example_parses() {
     assert_eq!(p.target.conninfo.port(), 5433);
     assert_eq!(p.target.password_env, None);
     assert_eq!(p.copy.jobs, 4);
-    assert_eq!(p.copy.split_tables_larger_than, 1 << 30);
+    assert_eq!(p.copy.split_tables_larger_than, Some(1 << 30));
     assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
     assert_eq!(p.tables.without_identity, WithoutIdentity::Refuse);
@@ -83,7 +83,7 @@ fn defaults_and_state_dir() {
     let p = plan(MINIMAL);
     assert_eq!(p.mode, Mode::Logical);
     assert!((1..=256).contains(&p.copy.jobs));
-    assert_eq!(p.copy.split_tables_larger_than, 1 << 30);
+    assert_eq!(p.copy.split_tables_larger_than, None);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
     assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
     assert!(p.tables.exclude.is_empty());
@@ -114,7 +114,7 @@ fn other_values_parse() {
         "[copy]\nsplit_tables_larger_than = 1048576\nmissing_roles = \"create\"\n\
          snapshot_hold_timeout = \"7d\"\n[tables]\nwithout_identity = \"append_only\"",
     ));
-    assert_eq!(p.copy.split_tables_larger_than, 1 << 20);
+    assert_eq!(p.copy.split_tables_larger_than, Some(1 << 20));
     assert_eq!(p.copy.missing_roles, MissingRoles::Create);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(7 * 86400));
     assert_eq!(p.tables.without_identity, WithoutIdentity::AppendOnly);

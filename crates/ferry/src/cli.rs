@@ -43,8 +43,8 @@ pub enum Command {
         /// tables it did not create).
         #[arg(long)]
         allow_nonempty_target: bool,
-        /// The earlier run's snapshot is gone: drop its slot, publication and restored
-        /// objects, and start over.
+        /// Drop the earlier run (its slot, publications, snapshot and what it restored on the
+        /// target) and start over: the way on when its snapshot or slot is gone.
         #[arg(long)]
         restart: bool,
         /// After the copy, compare every table's row count (source in the snapshot).

@@ -47,27 +47,18 @@ async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
     }
     if let Some(inv) = &existing {
         // A resumed copy moves the tables of its snapshot; tables created since are not in it.
-        let before: Vec<String> = report
+        let (kept, new): (Vec<_>, Vec<_>) = report
             .selection
             .copied
-            .iter()
-            .map(|t| t.name.to_string())
-            .collect();
-        report
-            .selection
-            .copied
-            .retain(|t| inv.tables.contains(&t.name));
-        for name in before.iter().filter(|n| {
-            !report
-                .selection
-                .copied
-                .iter()
-                .any(|t| &t.name.to_string() == *n)
-        }) {
+            .drain(..)
+            .partition(|t| inv.tables.contains(&t.name));
+        for t in &new {
             eprintln!(
-                "note: {name} was created after this copy began; it is not part of this copy"
+                "note: {} was created after this copy began; it is not part of this copy",
+                t.name
             );
         }
+        report.selection.copied = kept;
     }
     let (Some(pg_dump), Some(pg_restore)) = (report.pg_dump.clone(), report.pg_restore.clone())
     else {
