@@ -38,7 +38,12 @@ pub fn select_tables(
     let mut without_identity = Vec::new();
     let mut unlogged = Vec::new();
     for t in tables {
-        if settings.exclude.iter().any(|p| p.matches(&t.name)) {
+        // Excluding a parent excludes its partitions and inheritance children too: pg_dump
+        // would otherwise restore children whose parent is missing.
+        let excluded = std::iter::once(&t.name)
+            .chain(&t.ancestors)
+            .any(|name| settings.exclude.iter().any(|p| p.matches(name)));
+        if excluded {
             sel.excluded.push(t.name);
             continue;
         }

@@ -36,6 +36,8 @@ pub struct TableInfo {
     pub est_rows: u64,
     /// Whether the connected role owns (or is a member of the owner of) the table.
     pub owned: bool,
+    /// Tables it inherits from or is a partition of, nearest first.
+    pub ancestors: Vec<TableName>,
 }
 
 impl TableInfo {
@@ -98,6 +100,19 @@ pub async fn tables(client: &Client) -> Result<Vec<TableInfo>, PgError> {
                 bytes: int("bytes")?,
                 pages: int("pages")?,
                 est_rows: int("est_rows")?,
+                ancestors: {
+                    let schemas: Vec<String> = r
+                        .try_get("ancestor_schemas")
+                        .map_err(sql_error("reading the table list"))?;
+                    let names: Vec<String> = r
+                        .try_get("ancestor_names")
+                        .map_err(sql_error("reading the table list"))?;
+                    schemas
+                        .into_iter()
+                        .zip(names)
+                        .map(|(s, n)| TableName::new(s, n))
+                        .collect()
+                },
                 owned: r
                     .try_get("owned")
                     .map_err(sql_error("reading the table list"))?,
