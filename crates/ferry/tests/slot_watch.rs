@@ -20,6 +20,17 @@ async fn connect(conninfo: &str) -> Client {
     client
 }
 
+/// The slot's `wal_status` (`None` when there is no such slot).
+async fn wal_status(db: &Client, slot: &str) -> Option<String> {
+    db.query_opt(
+        "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .expect("slot status")
+    .and_then(|r| r.get(0))
+}
+
 #[tokio::test]
 async fn copy_stops_when_the_slot_is_invalidated() {
     let options = ClusterOptions {
@@ -94,14 +105,7 @@ async fn copy_stops_when_the_slot_is_invalidated() {
         )
         .await
         .expect("generate WAL");
-        let status: Option<String> = src
-            .query_opt(
-                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .expect("slot status")
-            .and_then(|r| r.get(0));
+        let status = wal_status(&src, &slot).await;
         if status.as_deref() == Some("lost") {
             break;
         }
@@ -144,16 +148,8 @@ async fn copy_stops_when_the_slot_is_invalidated() {
 
     // The way out works: --restart drops the dead slot and copies again.
     m.run("copy", &["--restart", "--verify"]).success();
-    let lsn: Option<String> = src
-        .query_opt(
-            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .expect("slot status")
-        .and_then(|r| r.get(0));
     assert_ne!(
-        lsn.as_deref(),
+        wal_status(&src, &slot).await.as_deref(),
         Some("lost"),
         "a fresh slot replaces the invalidated one"
     );
