@@ -2,13 +2,17 @@
 //! `postgres-protocol`, because tokio-postgres from crates.io cannot open one
 //! (see docs/adr/0002-replication-connection.md). Today it runs replication commands in the
 //! simple query protocol (IDENTIFY_SYSTEM, CREATE_REPLICATION_SLOT with an exported
-//! snapshot); the CopyBoth stream and pgoutput decoding arrive with change capture.
+//! snapshot). [`stream`] parses the CopyBoth payloads of `START_REPLICATION` and [`pgoutput`]
+//! decodes the logical replication messages they carry (docs/adr/0007-pgoutput-decoder.md).
 
 mod connection;
 mod error;
+pub mod pgoutput;
 mod slot;
+pub mod stream;
 mod transport;
+mod wire;
 
 pub use connection::{ReplicationConnection, SimpleRow};
-pub use error::ReplicationError;
+pub use error::{DecodeProblem, ReplicationError};
 pub use slot::{CreatedSlot, SystemIdentity};
