@@ -1,0 +1,14 @@
+//! The apply engine: decoded pgoutput changes applied to the target in the source's commit
+//! order, many source transactions per target transaction, the applied position committed
+//! in the same target transaction through a replication origin, so a crash at any instant
+//! neither skips nor repeats a change (docs/adr/0008-apply-engine.md).
+
+mod applier;
+mod error;
+mod origin;
+mod relations;
+mod statement;
+
+pub use applier::{Applier, BatchLimits, Committed};
+pub use error::CdcError;
+pub use origin::{origin_name, Origin};
