@@ -217,6 +217,11 @@ impl ReplicationConnection {
         let _ = self.send(&buf).await;
     }
 
+    /// The socket and whatever was read past the last message, for the CopyBoth stream.
+    pub(crate) fn into_parts(self) -> (BoxStream, BytesMut) {
+        (self.stream, self.read_buf)
+    }
+
     async fn send(&mut self, buf: &[u8]) -> Result<(), ReplicationError> {
         self.stream.write_all(buf).await?;
         self.stream.flush().await?;

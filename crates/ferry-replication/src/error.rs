@@ -16,6 +16,15 @@ pub enum ReplicationError {
         code: String,
     },
 
+    /// `START_REPLICATION` was refused or the stream it opened ended in an error.
+    #[error("replication from slot \"{slot}\": {problem}")]
+    Stream {
+        slot: String,
+        problem: crate::logical::StreamProblem,
+        /// The SQLSTATE when the server reported the error.
+        code: Option<String>,
+    },
+
     /// The server sent something this client does not expect.
     #[error("replication protocol: {0}")]
     Protocol(String),
@@ -41,6 +50,7 @@ impl ReplicationError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ReplicationError::Server { code, .. } => Some(code),
+            ReplicationError::Stream { code, .. } => code.as_deref(),
             _ => None,
         }
     }

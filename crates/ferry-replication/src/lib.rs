@@ -4,9 +4,12 @@
 //! simple query protocol (IDENTIFY_SYSTEM, CREATE_REPLICATION_SLOT with an exported
 //! snapshot). [`stream`] parses the CopyBoth payloads of `START_REPLICATION` and [`pgoutput`]
 //! decodes the logical replication messages they carry (docs/adr/0007-pgoutput-decoder.md).
+//! [`ReplicationConnection::start_logical`] opens that stream as a [`LogicalStream`] served by
+//! one owned task that keeps the server answered while the consumer is slow.
 
 mod connection;
 mod error;
+mod logical;
 pub mod pgoutput;
 mod slot;
 pub mod stream;
@@ -15,4 +18,5 @@ mod wire;
 
 pub use connection::{ReplicationConnection, SimpleRow};
 pub use error::{DecodeProblem, ReplicationError};
+pub use logical::{LogicalStream, StreamProblem, StreamSettings, XLogData};
 pub use slot::{CreatedSlot, SystemIdentity};

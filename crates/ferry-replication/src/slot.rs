@@ -55,17 +55,7 @@ impl ReplicationConnection {
         &mut self,
         slot: &str,
     ) -> Result<CreatedSlot, ReplicationError> {
-        // Slot names are [a-z0-9_] by PostgreSQL's own rule; Ferry builds them from the spec's
-        // validated name, and the check here keeps the command text safe regardless.
-        if slot.is_empty()
-            || !slot
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(ReplicationError::Protocol(format!(
-                "invalid slot name {slot:?}"
-            )));
-        }
+        check_slot_name(slot)?;
         let sql = format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT");
         let rows = self
             .simple_query("creating the replication slot", &sql)
@@ -86,4 +76,19 @@ impl ReplicationConnection {
             snapshot_name: get("snapshot_name")?,
         })
     }
+}
+
+/// Slot names are [a-z0-9_] by PostgreSQL's own rule; Ferry builds them from the spec's
+/// validated name, and the check here keeps the command text safe regardless.
+pub(crate) fn check_slot_name(slot: &str) -> Result<(), ReplicationError> {
+    if slot.is_empty()
+        || !slot
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ReplicationError::Protocol(format!(
+            "invalid slot name {slot:?}"
+        )));
+    }
+    Ok(())
 }
