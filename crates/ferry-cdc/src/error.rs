@@ -5,6 +5,9 @@ pub enum CdcError {
     #[error(transparent)]
     Pg(#[from] ferry_pg::PgError),
 
+    #[error(transparent)]
+    Replication(#[from] ferry_replication::ReplicationError),
+
     /// A change names a relation the stream has not described first.
     #[error(
         "a change refers to relation {rel_id}, which the stream never described: the stream \

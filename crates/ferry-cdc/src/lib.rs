@@ -8,7 +8,9 @@ mod error;
 mod origin;
 mod relations;
 mod statement;
+mod sync;
 
 pub use applier::{Applier, BatchLimits, Committed};
 pub use error::CdcError;
 pub use origin::{origin_name, Origin};
+pub use sync::{sync, SyncOptions, SyncSummary};

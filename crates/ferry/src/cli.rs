@@ -51,6 +51,15 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Carry the source's changes to the target from the copy's slot, in commit order, exactly
+    /// once; Ctrl-C stops cleanly and a new `ferry sync` resumes.
+    Sync {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Stop once every change committed on the source before the start is applied.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
     /// Show where a migration stands.
     Status {
         #[command(flatten)]

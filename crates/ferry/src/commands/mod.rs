@@ -4,6 +4,7 @@ mod copy;
 mod demo;
 mod holder;
 mod status;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,10 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Sync {
+            spec,
+            until_caught_up,
+        } => sync::run(&spec, until_caught_up).await,
         Command::Status { spec, json } => status::run(&spec, json),
         Command::Abort { spec } => abort::run(&spec).await,
         Command::Demo { scale, keep } => demo::run(scale, keep).await,

@@ -1,0 +1,106 @@
+//! `ferry sync`: change capture in the foreground, after `ferry copy`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use ferry_cdc::{origin_name, BatchLimits, Committed, SyncOptions};
+use ferry_store::StateStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SpecArgs;
+use crate::session::Session;
+
+pub async fn run(args: &SpecArgs, until_caught_up: bool) -> Result<ExitCode> {
+    let session = Session::open(args, true)?;
+    let id = session.log_command()?;
+    let result = sync(&session, until_caught_up).await;
+    session.finish_command(
+        id,
+        &result
+            .as_ref()
+            .map_or_else(|e| format!("failed: {e}"), |_| "ok".into()),
+    );
+    result
+}
+
+async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
+    let store = &session.store;
+    let Some(inv) = store.invariants()? else {
+        bail!("no copy has run for this migration: run `ferry copy SPEC` first; change capture starts where its snapshot ends");
+    };
+    if store.section("copy")?.is_none_or(|s| s.done_at.is_none()) {
+        bail!("the copy has not finished: run `ferry copy SPEC` to finish it first; change capture starts where its snapshot ends");
+    }
+    let options = SyncOptions {
+        slot: inv.slot.clone(),
+        publications: inv.publications.clone(),
+        origin: origin_name(&session.plan.name),
+        limits: BatchLimits::default(),
+        until_caught_up,
+    };
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated => {}
+        }
+        eprintln!("stopping: committing what is applied; `ferry sync` resumes from there");
+        on_signal.cancel();
+    });
+    store.set_value("phase", "syncing")?;
+    let started = Instant::now();
+    let mut last_line = Instant::now();
+    let mut total = 0u64;
+    let mut on_commit = |c: &Committed| {
+        total += c.transactions as u64;
+        if let Err(e) = store.set_value("applied_lsn", &c.lsn.to_string()) {
+            tracing::warn!(error = %e, "cannot record the applied position");
+        }
+        if last_line.elapsed().as_secs() >= 2 {
+            last_line = Instant::now();
+            let rate = total as f64 / started.elapsed().as_secs_f64().max(0.001);
+            eprintln!(
+                "sync: applied through {} ({total} transactions, {rate:.0}/s)",
+                c.lsn
+            );
+        }
+    };
+    let summary = ferry_cdc::sync(
+        &session.source()?,
+        &session.target()?,
+        &options,
+        stop,
+        &mut on_commit,
+    )
+    .await?;
+    store.set_value("applied_lsn", &summary.applied.to_string())?;
+    store.set_value(
+        "phase",
+        if until_caught_up {
+            "caught up"
+        } else {
+            "synced"
+        },
+    )?;
+    println!(
+        "applied {} transactions ({} changes) from {} through {} in {:.1}s",
+        summary.transactions,
+        summary.changes,
+        summary.started_at,
+        summary.applied,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
