@@ -82,16 +82,26 @@ impl Origin {
         }
     }
 
-    /// Drops the origin (finalize, abort).
+    /// Drops the origin if it exists (fresh copy, restart, abort). The function is only
+    /// called when there is one, so roles without rights on origins are not stopped for nothing.
     pub async fn drop(target: &Client, name: &str) -> Result<(), PgError> {
-        target
-            .execute(
-                "SELECT pg_replication_origin_drop($1) \
-                  WHERE EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
+        let exists: bool = target
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
                 &[&name],
             )
             .await
-            .map_err(sql_error(format!("dropping replication origin {name}")))?;
+            .and_then(|r| r.try_get(0))
+            .map_err(sql_error(format!("looking for replication origin {name}")))?;
+        if exists {
+            target
+                .execute("SELECT pg_replication_origin_drop($1)", &[&name])
+                .await
+                .map_err(sql_error(format!(
+                    "dropping replication origin {name}, left by an earlier run (a superuser can: \
+                 SELECT pg_replication_origin_drop('{name}'))"
+                )))?;
+        }
         Ok(())
     }
 }

@@ -85,5 +85,17 @@ async fn sync_applies_every_change_once_and_resumes() {
         "{}",
         idle.text()
     );
+    // Abort also removes the replication origin (cluster-wide: it would outlive the database).
+    let origins = || async {
+        dst.query_one(
+            "SELECT count(*) FROM pg_replication_origin WHERE roname = 'ferry_sync_basic'",
+            &[],
+        )
+        .await
+        .expect("origins")
+        .get::<_, i64>(0)
+    };
+    assert_eq!(origins().await, 1);
     m.run("abort", &[]).success();
+    assert_eq!(origins().await, 0, "abort must drop the origin");
 }

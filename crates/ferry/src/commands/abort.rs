@@ -11,6 +11,10 @@ pub async fn run(args: &SpecArgs) -> Result<ExitCode> {
     let session = Session::open(args, true)?;
     let id = session.log_command()?;
     let source = session.source()?;
+    if let Err(e) = super::copy::reset_origin(&session.target()?, &session.plan.name).await {
+        // The source is what must be cleaned; an unreachable target only keeps its origin.
+        eprintln!("warning: could not remove the replication origin on the target: {e}");
+    }
     let result = ferry_copy::abort(
         &session.plan.name,
         &source,

@@ -86,6 +86,11 @@ async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
         target_system_id: report.target.system_id.clone(),
         source_version_num: report.source.version_num,
     };
+    if existing.is_none() || flags.restart {
+        // Replication origins are cluster-wide and outlive a dropped database: a stale one
+        // would make change capture skip transactions of this new run.
+        reset_origin(&input.target, &session.plan.name).await?;
+    }
     let launcher = SelfLauncher {
         spec: session.plan.spec_path.clone(),
         state_dir: session.plan.state_dir.clone(),
@@ -180,4 +185,12 @@ impl HolderLauncher for SelfLauncher {
             .process_group(0)
             .spawn()
     }
+}
+
+/// Drops the migration's replication origin on the target, if one is left from a run the
+/// store no longer knows.
+pub async fn reset_origin(target: &ferry_pg::Connector, migration: &str) -> Result<()> {
+    let client = target.connect().await?;
+    ferry_cdc::Origin::drop(&client, &ferry_cdc::origin_name(migration)).await?;
+    Ok(())
 }
