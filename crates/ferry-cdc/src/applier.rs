@@ -3,7 +3,11 @@
 //! recorded in the replication origin, so the target always passes through the source's
 //! commit order and the position never runs ahead of (or behind) what is durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_model::Lsn;
@@ -46,9 +50,21 @@ pub struct Committed {
 
 type StatementKey = (u32, Kind, Vec<bool>, Vec<bool>);
 
+/// Changes sent to the target whose replies have not been read yet, at most.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// A change sent ahead of its reply (pipelining): the server runs statements in the order
+/// they were sent; replies are checked in that order before anything else is awaited.
+struct InFlight {
+    reply: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>,
+    kind: Kind,
+    rel_id: u32,
+}
+
 /// Applies decoded changes to one target session.
 pub struct Applier {
-    target: Client,
+    target: Arc<Client>,
+    in_flight: VecDeque<InFlight>,
     origin: Origin,
     relations: RelationCache,
     statements: HashMap<StatementKey, (Statement, Shape)>,
@@ -86,7 +102,8 @@ impl Applier {
         let applied = origin.progress(&target).await?;
         origin.attach(&target).await?;
         let applier = Applier {
-            target,
+            target: Arc::new(target),
+            in_flight: VecDeque::new(),
             origin,
             relations: RelationCache::default(),
             statements: HashMap::new(),
@@ -118,6 +135,7 @@ impl Applier {
                 self.in_transaction = true;
                 self.skipping = final_lsn < self.applied;
                 if !self.skipping && !self.batch_open {
+                    self.settle().await?;
                     self.target
                         .batch_execute("BEGIN")
                         .await
@@ -154,6 +172,7 @@ impl Applier {
                 columns,
                 ..
             } => {
+                self.settle().await?;
                 self.relations
                     .define(
                         &self.target,
@@ -195,6 +214,7 @@ impl Applier {
                 options, rel_ids, ..
             } => {
                 self.require_transaction("Truncate")?;
+                self.settle().await?;
                 let mut names = Vec::with_capacity(rel_ids.len());
                 for id in rel_ids {
                     names.push(self.relations.get(id)?.qualified.clone());
@@ -228,6 +248,7 @@ impl Applier {
         if self.in_transaction || !self.batch_open {
             return Ok(None);
         }
+        self.settle().await?;
         let Some((lsn, time_us)) = self.last_commit.take() else {
             return Ok(None);
         };
@@ -303,6 +324,7 @@ impl Applier {
         };
         let key: StatementKey = (rel_id, kind, present(new), present(identify));
         if !self.statements.contains_key(&key) {
+            self.settle().await?;
             let rel = self.relations.get(rel_id)?;
             if kind != Kind::Insert && !rel.full_identity && !rel.columns.iter().any(|c| c.key) {
                 return Err(CdcError::TableMismatch {
@@ -330,32 +352,78 @@ impl Applier {
         let Some((prepared, shape)) = self.statements.get(&key) else {
             return Ok(None);
         };
-        let mut values: Vec<Option<&str>> =
+        let mut values: Vec<Option<String>> =
             Vec::with_capacity(shape.set.len() + shape.identify.len());
         for (tuple, indexes) in [(new, &shape.set), (identify, &shape.identify)] {
             for &i in indexes {
-                values.push(text_value(tuple, i)?);
+                values.push(text_value(tuple, i)?.map(str::to_owned));
             }
         }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = self.target.execute(prepared, &params).await.map_err(|e| {
-            let table = self
-                .relations
-                .get(rel_id)
-                .map(|r| r.display.clone())
-                .unwrap_or_default();
-            sql_error(format!("applying an {what} to {table}"))(e)
-        })?;
-        if rows != 1 && kind != Kind::Insert {
-            let table = self.relations.get(rel_id)?.display.clone();
-            return Err(CdcError::RowMissing {
-                table,
-                change: what,
+        let client = Arc::clone(&self.target);
+        let statement = prepared.clone();
+        let mut reply: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>> =
+            Box::pin(async move {
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                client.execute(&statement, &params).await
             });
+        // The first poll sends the statement: do it now, so changes leave in stream order.
+        match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
+            Poll::Ready(result) => self.check(result, kind, rel_id)?,
+            Poll::Pending => self.in_flight.push_back(InFlight {
+                reply,
+                kind,
+                rel_id,
+            }),
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            if let Some(oldest) = self.in_flight.pop_front() {
+                let result = oldest.reply.await;
+                self.check(result, oldest.kind, oldest.rel_id)?;
+            }
         }
         self.batch_changes += 1;
         Ok(None)
+    }
+
+    /// Reads every outstanding reply, in order. Must run before anything else is awaited on
+    /// the session: tokio-postgres delivers replies in order, and an unread one holds back
+    /// all that follow.
+    async fn settle(&mut self) -> Result<(), CdcError> {
+        while let Some(next) = self.in_flight.pop_front() {
+            let result = next.reply.await;
+            self.check(result, next.kind, next.rel_id)?;
+        }
+        Ok(())
+    }
+
+    /// One change's reply: an error names the table; an UPDATE or DELETE must touch one row.
+    fn check(
+        &self,
+        result: Result<u64, tokio_postgres::Error>,
+        kind: Kind,
+        rel_id: u32,
+    ) -> Result<(), CdcError> {
+        let table = || {
+            self.relations
+                .get(rel_id)
+                .map(|r| r.display.clone())
+                .unwrap_or_default()
+        };
+        let what = match kind {
+            Kind::Insert => "insert",
+            Kind::Update => "update",
+            Kind::Delete => "delete",
+        };
+        let rows =
+            result.map_err(|e| sql_error(format!("applying an {what} to {}", table()))(e))?;
+        if rows != 1 && kind != Kind::Insert {
+            return Err(CdcError::RowMissing {
+                table: table(),
+                change: what,
+            });
+        }
+        Ok(())
     }
 
     /// The origin this applier records positions in.

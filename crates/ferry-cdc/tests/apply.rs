@@ -212,21 +212,27 @@ async fn changes_apply_as_the_source_made_them() {
         ["0"]
     );
 
-    // A change for a row the target lacks is drift, reported with the table's name.
+    // A change for a row the target lacks is drift, reported with the table's name, at the
+    // latest when its group would commit (replies are read in order before COMMIT).
     applier.apply(begin(400)).await.expect("begin");
-    let err = applier
+    let deleted = applier
         .apply(LogicalMessage::Delete {
             xid: None,
             rel_id: 1,
             key: Some(tuple(&[Some("99"), None, None])),
             old: None,
         })
-        .await
-        .expect_err("missing row");
+        .await;
+    let err = match deleted {
+        Err(e) => e,
+        Ok(_) => applier.apply(commit(400)).await.expect_err("missing row"),
+    };
+    let position = applier.applied();
     assert!(
         matches!(err, CdcError::RowMissing { .. }) && err.to_string().contains("public.items"),
         "{err}"
     );
+    assert_eq!(position, Lsn(308), "nothing after the drift was committed");
 }
 
 #[tokio::test]
