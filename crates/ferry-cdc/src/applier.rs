@@ -44,6 +44,8 @@ impl Default for BatchLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
     pub lsn: Lsn,
+    /// Commit time on the source of the group's last transaction (µs since 2000-01-01).
+    pub commit_time_us: i64,
     pub transactions: usize,
     pub changes: usize,
 }
@@ -266,6 +268,7 @@ impl Applier {
             .map_err(sql_error("committing applied changes on the target"))?;
         let committed = Committed {
             lsn,
+            commit_time_us: time_us,
             transactions: self.batch_transactions,
             changes: self.batch_changes,
         };
@@ -275,6 +278,11 @@ impl Applier {
         self.batch_transactions = 0;
         self.batch_changes = 0;
         Ok(Some(committed))
+    }
+
+    /// Whether changes are received but not yet committed on the target.
+    pub fn pending(&self) -> bool {
+        self.in_transaction || self.batch_open
     }
 
     /// Whether a group is waiting for `flush` because of its age.

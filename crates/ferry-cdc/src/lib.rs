@@ -13,4 +13,4 @@ mod sync;
 pub use applier::{Applier, BatchLimits, Committed};
 pub use error::CdcError;
 pub use origin::{origin_name, Origin};
-pub use sync::{sync, SyncOptions, SyncSummary};
+pub use sync::{sync, SyncOptions, SyncProgress, SyncSummary};

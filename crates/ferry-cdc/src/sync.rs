@@ -28,6 +28,17 @@ pub struct SyncOptions {
     pub until_caught_up: bool,
 }
 
+/// Where apply stands, reported after each committed group and every second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncProgress {
+    pub applied: Lsn,
+    pub transactions: u64,
+    /// The source's current WAL position minus `applied`.
+    pub lag_bytes: u64,
+    /// Age of the last applied commit while changes are pending; 0 when caught up.
+    pub lag_seconds: f64,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncSummary {
@@ -35,6 +46,17 @@ pub struct SyncSummary {
     pub applied: Lsn,
     pub transactions: u64,
     pub changes: u64,
+    /// Source commit time of the last applied transaction (µs since 2000-01-01).
+    pub last_commit_time_us: Option<i64>,
+}
+
+/// Confirms a committed group to the source and counts it.
+fn record(c: &Committed, summary: &mut SyncSummary, stream: &ferry_replication::LogicalStream) {
+    stream.confirm(c.lsn, c.lsn);
+    summary.applied = c.lsn;
+    summary.transactions += c.transactions as u64;
+    summary.changes += c.changes as u64;
+    summary.last_commit_time_us = Some(c.commit_time_us);
 }
 
 /// Runs until `stop` is cancelled, the server ends the stream, or (with `until_caught_up`)
@@ -44,7 +66,7 @@ pub async fn sync(
     target: &Connector,
     options: &SyncOptions,
     stop: CancellationToken,
-    on_commit: &mut (dyn FnMut(&Committed) + Send),
+    on_progress: &mut (dyn FnMut(&SyncProgress) + Send),
 ) -> Result<SyncSummary, CdcError> {
     let (mut applier, applied) =
         Applier::start(target.connect().await?, &options.origin, options.limits).await?;
@@ -82,14 +104,7 @@ pub async fn sync(
         ..SyncSummary::default()
     };
     let mut marker_seen = false;
-    let mut record =
-        |c: &Committed, summary: &mut SyncSummary, stream: &ferry_replication::LogicalStream| {
-            stream.confirm(c.lsn, c.lsn);
-            summary.applied = c.lsn;
-            summary.transactions += c.transactions as u64;
-            summary.changes += c.changes as u64;
-            on_commit(c);
-        };
+    let mut last_report = tokio::time::Instant::now();
     let tick = Duration::from_millis(50);
     loop {
         let next = tokio::select! {
@@ -99,6 +114,11 @@ pub async fn sync(
                     if let Some(c) = applier.flush().await? {
                         record(&c, &mut summary, &stream);
                     }
+                }
+                if last_report.elapsed() >= Duration::from_secs(1) {
+                    last_report = tokio::time::Instant::now();
+                    let progress = measure(&admin, &summary, applier.pending()).await?;
+                    on_progress(&progress);
                 }
                 continue;
             }
@@ -125,10 +145,44 @@ pub async fn sync(
             }
             break;
         }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = tokio::time::Instant::now();
+            on_progress(&measure(&admin, &summary, applier.pending()).await?);
+        }
     }
     if let Some(c) = applier.flush().await? {
         record(&c, &mut summary, &stream);
     }
     stream.close().await;
+    on_progress(&measure(&admin, &summary, applier.pending()).await?);
     Ok(summary)
+}
+
+/// Lag both ways: WAL bytes behind the source's current position, and the age of the last
+/// applied commit while changes are pending (0 when caught up).
+async fn measure(
+    admin: &tokio_postgres::Client,
+    summary: &SyncSummary,
+    pending: bool,
+) -> Result<SyncProgress, CdcError> {
+    let row = admin
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8, \
+                    ((extract(epoch FROM now()) - 946684800) * 1000000)::float8",
+            &[&summary.applied.to_string()],
+        )
+        .await
+        .map_err(sql_error("measuring the lag on the source"))?;
+    let lag_bytes: i64 = row.try_get(0).map_err(sql_error("measuring the lag"))?;
+    let now_us: f64 = row.try_get(1).map_err(sql_error("measuring the lag"))?;
+    let lag_seconds = match (pending, summary.last_commit_time_us) {
+        (true, Some(t)) => ((now_us - t as f64) / 1e6).max(0.0),
+        _ => 0.0,
+    };
+    Ok(SyncProgress {
+        applied: summary.applied,
+        transactions: summary.transactions,
+        lag_bytes: u64::try_from(lag_bytes).unwrap_or(0),
+        lag_seconds,
+    })
 }

@@ -254,7 +254,8 @@ pub fn sql_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) 
                 }
                 (d, Some(db.code().code().to_owned()))
             }
-            None => (format!("{e}: the connection was lost or closed"), None),
+            None if e.is_closed() => (format!("{e}: the connection was lost or closed"), None),
+            None => (e.to_string(), None),
         };
         PgError::Sql { what, detail, code }
     }

@@ -62,6 +62,13 @@ async fn sync_applies_every_change_once_and_resumes() {
     let (src, dst) = (source.client().await, target.client().await);
     assert_same_rows(&src, &dst).await;
 
+    // Lag is measured and reported: caught up, so no pending age.
+    let status = m.status();
+    assert_eq!(status["phase"], "caught up", "{status:#}");
+    assert!(status["applied_lsn"].is_string(), "{status:#}");
+    assert!(status["lag_bytes"].is_u64(), "{status:#}");
+    assert_eq!(status["lag_seconds"].as_f64(), Some(0.0), "{status:#}");
+
     // The TOASTed values survived updates that did not touch them.
     let big: i64 = dst
         .query_one("SELECT min(length(big))::int8 FROM toasty", &[])

@@ -28,6 +28,11 @@ struct Status {
     units_done: usize,
     rows: u64,
     bytes: u64,
+    /// Change capture: the source position applied on the target, and the lag as last
+    /// measured by `ferry sync` (null before any sync).
+    applied_lsn: Option<String>,
+    lag_bytes: Option<u64>,
+    lag_seconds: Option<f64>,
     sections: Vec<Section>,
     errors: Vec<Error>,
 }
@@ -95,6 +100,9 @@ fn gather(session: &Session) -> Result<Status> {
         units_done: done.len(),
         rows: done.iter().map(|u| u.rows).sum(),
         bytes: done.iter().map(|u| u.bytes).sum(),
+        applied_lsn: store.value("applied_lsn")?,
+        lag_bytes: store.value("lag_bytes")?.and_then(|v| v.parse().ok()),
+        lag_seconds: store.value("lag_seconds")?.and_then(|v| v.parse().ok()),
         sections: sections
             .into_iter()
             .filter(|s| !s.name.starts_with("post-data "))
@@ -140,6 +148,13 @@ fn print_human(s: &Status) {
     println!("units      {}/{} copied", s.units_done, s.units_total);
     println!("rows       {}", s.rows);
     println!("bytes      {}", human_bytes(s.bytes));
+    if let Some(applied) = &s.applied_lsn {
+        println!(
+            "sync       applied through {applied}, lag {} bytes / {:.1} s (last measured)",
+            s.lag_bytes.unwrap_or(0),
+            s.lag_seconds.unwrap_or(0.0)
+        );
+    }
     for sec in &s.sections {
         match sec.seconds {
             Some(t) => println!("  {:<14} done in {t:.1}s", sec.name),

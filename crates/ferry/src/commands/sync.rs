@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use ferry_cdc::{origin_name, BatchLimits, Committed, SyncOptions};
+use ferry_cdc::{origin_name, BatchLimits, SyncOptions, SyncProgress};
 use ferry_store::StateStore;
 use tokio_util::sync::CancellationToken;
 
@@ -61,19 +61,23 @@ async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
     });
     store.set_value("phase", "syncing")?;
     let started = Instant::now();
-    let mut last_line = Instant::now();
-    let mut total = 0u64;
-    let mut on_commit = |c: &Committed| {
-        total += c.transactions as u64;
-        if let Err(e) = store.set_value("applied_lsn", &c.lsn.to_string()) {
-            tracing::warn!(error = %e, "cannot record the applied position");
+    let mut last_line: Option<Instant> = None;
+    let mut on_progress = |p: &SyncProgress| {
+        for (key, value) in [
+            ("applied_lsn", p.applied.to_string()),
+            ("lag_bytes", p.lag_bytes.to_string()),
+            ("lag_seconds", format!("{:.3}", p.lag_seconds)),
+        ] {
+            if let Err(e) = store.set_value(key, &value) {
+                tracing::warn!(error = %e, "cannot record the apply progress");
+            }
         }
-        if last_line.elapsed().as_secs() >= 2 {
-            last_line = Instant::now();
-            let rate = total as f64 / started.elapsed().as_secs_f64().max(0.001);
+        if last_line.is_none_or(|t| t.elapsed().as_secs() >= 2) {
+            last_line = Some(Instant::now());
+            let rate = p.transactions as f64 / started.elapsed().as_secs_f64().max(0.001);
             eprintln!(
-                "sync: applied through {} ({total} transactions, {rate:.0}/s)",
-                c.lsn
+                "sync: applied through {} | lag {} bytes, {:.1} s | {} transactions, {rate:.0}/s",
+                p.applied, p.lag_bytes, p.lag_seconds, p.transactions
             );
         }
     };
@@ -82,10 +86,9 @@ async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
         &session.target()?,
         &options,
         stop,
-        &mut on_commit,
+        &mut on_progress,
     )
     .await?;
-    store.set_value("applied_lsn", &summary.applied.to_string())?;
     store.set_value(
         "phase",
         if until_caught_up {
