@@ -6,7 +6,10 @@
 //! the OS page cache is dropped (when permitted), so every tool starts equally cold. A tool
 //! whose copy does not match the source (row counts, valid indexes, constraints) is FAILED,
 //! not timed. See bench/README.md.
+//!
+//! `ferry-bench cdc` is the change-capture catch-up benchmark instead (see `cdc.rs`).
 
+mod cdc;
 mod pg;
 mod proc;
 mod report;
@@ -17,7 +20,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ferry_pg::local_cluster::{ClusterOptions, LocalCluster};
 use serde_json::json;
 
@@ -53,9 +56,29 @@ const BUSY_WARNING: f64 = 0.10;
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry-bench",
-    about = "Copy benchmark: ferry copy vs pgcopydb vs pg_dump/pg_restore vs pg_dump | psql, \
-             plus the server-side COPY floor, on throwaway local clusters"
+    about = "Ferry's benchmarks on throwaway local clusters: `copy` (the default: ferry copy vs \
+             pgcopydb vs pg_dump/pg_restore vs pg_dump | psql, plus the server-side COPY floor) \
+             and `cdc` (change-capture catch-up: ferry sync vs a native subscription)",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+    /// Without a subcommand: the copy benchmark with these options.
+    #[command(flatten)]
+    copy: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// The copy benchmark (the default when no subcommand is given).
+    Copy(Args),
+    /// The change-capture catch-up benchmark: a pgbench backlog held in two slots, applied by
+    /// `ferry sync --until-caught-up` and by a native `CREATE SUBSCRIPTION`.
+    Cdc(cdc::CdcArgs),
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// pgbench scale of the source database (100 is about 1.5 GB).
     #[arg(long, default_value_t = 100)]
@@ -103,8 +126,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        None => run(&cli.copy),
+        Some(Mode::Copy(args)) => run(args),
+        Some(Mode::Cdc(args)) => cdc::run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry-bench: error: {e:#}");
@@ -131,17 +159,7 @@ fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
 
-    let mut settings: Vec<(String, String)> = SETTINGS
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect();
-    if !args.no_durability {
-        settings.extend(
-            DURABLE
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
-        );
-    }
+    let settings = cluster_settings(args.no_durability);
     let options = |name: &str| ClusterOptions {
         major: None,
         settings: settings.clone(),
@@ -294,6 +312,22 @@ fn run(args: &Args) -> Result<()> {
         println!("results written to {}", path.display());
     }
     Ok(())
+}
+
+/// The settings of both clusters (of either benchmark).
+fn cluster_settings(no_durability: bool) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    if !no_durability {
+        settings.extend(
+            DURABLE
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
+    }
+    settings
 }
 
 fn selected_tools(keys: &[String]) -> Result<Vec<Tool>> {

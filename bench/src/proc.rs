@@ -322,3 +322,17 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     }
     out
 }
+
+/// A reading of the machine's CPU counters, to share out over an interval measured by hand.
+pub struct CpuTicks(Option<(u64, u64, u64)>);
+
+impl CpuTicks {
+    pub fn now() -> CpuTicks {
+        CpuTicks(cpu_ticks())
+    }
+
+    /// Busy and I/O-wait shares of the machine since [`CpuTicks::now`].
+    pub fn share(&self) -> Option<CpuShare> {
+        cpu_share(self.0)
+    }
+}
