@@ -62,15 +62,45 @@ async fn nonempty_target_is_refused_unless_allowed() {
 const NO_KEY: &str = "CREATE TABLE events (at timestamptz NOT NULL DEFAULT now(), msg text);
      INSERT INTO events (msg) SELECT 'event ' || g FROM generate_series(1, 50) g;";
 
-#[tokio::test]
-async fn table_without_identity_is_refused_with_the_fix() {
+/// A seeded source holding the key-less `events` table, an empty target, and a spec named
+/// `name` between them with `extra` appended.
+struct NoKey {
+    _source: TestDb,
+    _target: TestDb,
+    src: String,
+    dst: String,
+    work: Workdir,
+    spec: std::path::PathBuf,
+}
+
+async fn no_key(name: &str, extra: &str) -> NoKey {
     let source = TestDb::create(cluster()).await;
     let target = TestDb::create(cluster()).await;
     let (src, dst) = (source.conninfo(), target.conninfo());
     seed(&src).await;
     source.execute_batch(NO_KEY).await;
     let work = Workdir::new();
-    let spec = work.spec("nokey", &Side::new(&src), &Side::new(&dst), "");
+    let spec = work.spec(name, &Side::new(&src), &Side::new(&dst), extra);
+    NoKey {
+        _source: source,
+        _target: target,
+        src,
+        dst,
+        work,
+        spec,
+    }
+}
+
+#[tokio::test]
+async fn table_without_identity_is_refused_with_the_fix() {
+    let NoKey {
+        _source,
+        _target,
+        src,
+        dst,
+        work,
+        spec,
+    } = no_key("nokey", "").await;
 
     for cmd in ["check", "copy"] {
         work.ferry(&[cmd, path_str(&spec)]).await.assert_refused(
@@ -91,18 +121,18 @@ async fn table_without_identity_is_refused_with_the_fix() {
 
 #[tokio::test]
 async fn table_without_identity_can_be_excluded() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
-    let (src, dst) = (source.conninfo(), target.conninfo());
-    seed(&src).await;
-    source.execute_batch(NO_KEY).await;
-    let work = Workdir::new();
-    let spec = work.spec(
+    let NoKey {
+        _source,
+        _target,
+        src,
+        dst,
+        work,
+        spec,
+    } = no_key(
         "nokey_exclude",
-        &Side::new(&src),
-        &Side::new(&dst),
         "[tables]\nwithout_identity = \"exclude\"\n",
-    );
+    )
+    .await;
     let spec = path_str(&spec);
 
     work.ferry(&["copy", spec, "--verify"])
@@ -127,18 +157,18 @@ async fn table_without_identity_can_be_excluded() {
 /// UPDATE and DELETE on it keep working while Ferry's slot and publications exist.
 #[tokio::test]
 async fn table_without_identity_can_be_append_only() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
-    let (src, dst) = (source.conninfo(), target.conninfo());
-    seed(&src).await;
-    source.execute_batch(NO_KEY).await;
-    let work = Workdir::new();
-    let spec = work.spec(
+    let NoKey {
+        _source,
+        _target,
+        src,
+        dst,
+        work,
+        spec,
+    } = no_key(
         "nokey_append",
-        &Side::new(&src),
-        &Side::new(&dst),
         "[tables]\nwithout_identity = \"append_only\"\n",
-    );
+    )
+    .await;
     let spec = path_str(&spec);
 
     work.ferry(&["copy", spec, "--verify"])
