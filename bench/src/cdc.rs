@@ -599,30 +599,7 @@ fn teardown(ctx: &Ctx<'_>, round: usize) -> Result<Vec<String>> {
             notes.push(format!("`ferry abort` of {spec} failed: {e:#}"));
         }
     }
-    let slots = ctx.tools.query(
-        &admin,
-        "SELECT slot_name FROM pg_replication_slots ORDER BY 1",
-    )?;
-    for slot in slots.lines().filter(|l| !l.is_empty()) {
-        notes.push(format!(
-            "slot {slot} left on the source after `ferry abort`; dropped"
-        ));
-        ctx.tools.query(
-            &admin,
-            &format!("SELECT pg_drop_replication_slot({})", literal(slot)),
-        )?;
-    }
-    let src = ctx.src();
-    let pubs = ctx
-        .tools
-        .query(&src, "SELECT pubname FROM pg_publication ORDER BY 1")?;
-    for publication in pubs.lines().filter(|l| !l.is_empty()) {
-        notes.push(format!(
-            "publication {publication} left on the source after `ferry abort`; dropped"
-        ));
-        ctx.tools
-            .query(&src, &format!("DROP PUBLICATION {}", ident(publication)))?;
-    }
+    notes.extend(ctx.tools.drop_leftovers(&admin, &ctx.src())?);
     Ok(notes)
 }
 
@@ -771,18 +748,7 @@ struct Session {
 impl Session {
     fn open(tools: &Tools, conninfo: &str) -> Result<Session> {
         let mut child = tools
-            .psql
-            .command()
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                conninfo,
-            ])
+            .psql(conninfo)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -28,21 +28,53 @@ impl Tools {
         })
     }
 
+    /// psql on `conninfo`, quiet, unaligned, tuples only, stopping at the first error.
+    pub fn psql(&self, conninfo: &str) -> std::process::Command {
+        let mut cmd = self.psql.command();
+        cmd.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo,
+        ]);
+        cmd
+    }
+
+    /// Drops every replication slot of the source cluster (`admin`) and every publication of
+    /// its database (`db`) that `ferry abort` left behind; returns a note for each.
+    pub fn drop_leftovers(&self, admin: &str, db: &str) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let slots = self.query(
+            admin,
+            "SELECT slot_name FROM pg_replication_slots ORDER BY 1",
+        )?;
+        for slot in slots.lines().filter(|l| !l.is_empty()) {
+            notes.push(format!(
+                "slot {slot} left on the source after `ferry abort`; dropped"
+            ));
+            self.query(
+                admin,
+                &format!("SELECT pg_drop_replication_slot({})", literal(slot)),
+            )?;
+        }
+        let pubs = self.query(db, "SELECT pubname FROM pg_publication ORDER BY 1")?;
+        for publication in pubs.lines().filter(|l| !l.is_empty()) {
+            notes.push(format!(
+                "publication {publication} left on the source after `ferry abort`; dropped"
+            ));
+            self.query(db, &format!("DROP PUBLICATION {}", ident(publication)))?;
+        }
+        Ok(notes)
+    }
+
     /// Runs `sql` with psql on `conninfo`; returns its unaligned, tuples-only output.
     pub fn query(&self, conninfo: &str, sql: &str) -> Result<String> {
         let out = self
-            .psql
-            .command()
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                conninfo,
-            ])
+            .psql(conninfo)
             .args(["-c", sql])
             .stdin(Stdio::null())
             .output()

@@ -261,7 +261,10 @@ fn ferry(ctx: &Ctx<'_>) -> Result<Vec<Sample>> {
     if let Err(e) = run_logged(&mut abort, &abort_log, ctx.timeout) {
         notes.push(format!("`ferry abort` failed: {e:#}"));
     }
-    notes.extend(clean_source(ctx)?);
+    notes.extend(ctx.tools.drop_leftovers(
+        &ctx.source.conninfo("postgres"),
+        &ctx.source.conninfo(ctx.source_db),
+    )?);
 
     let measured = match copied {
         Ok(m) => m,
@@ -298,37 +301,6 @@ fn ferry(ctx: &Ctx<'_>) -> Result<Vec<Sample>> {
 /// KiB to (decimal) megabytes.
 pub fn mb(kib: u64) -> f64 {
     kib as f64 * 1024.0 / 1e6
-}
-
-/// Drops replication slots and publications left on the source; returns a note for each.
-fn clean_source(ctx: &Ctx<'_>) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let admin = ctx.source.conninfo("postgres");
-    let slots = ctx.tools.query(
-        &admin,
-        "SELECT slot_name FROM pg_replication_slots ORDER BY 1",
-    )?;
-    for slot in slots.lines().filter(|l| !l.is_empty()) {
-        notes.push(format!(
-            "slot {slot} left on the source after `ferry abort`"
-        ));
-        ctx.tools.query(
-            &admin,
-            &format!("SELECT pg_drop_replication_slot({})", literal(slot)),
-        )?;
-    }
-    let src = ctx.source.conninfo(ctx.source_db);
-    let pubs = ctx
-        .tools
-        .query(&src, "SELECT pubname FROM pg_publication ORDER BY 1")?;
-    for publication in pubs.lines().filter(|l| !l.is_empty()) {
-        notes.push(format!(
-            "publication {publication} left on the source after `ferry abort`"
-        ));
-        ctx.tools
-            .query(&src, &format!("DROP PUBLICATION {}", ident(publication)))?;
-    }
-    Ok(notes)
 }
 
 fn pgcopydb(ctx: &Ctx<'_>) -> Result<Vec<Sample>> {
