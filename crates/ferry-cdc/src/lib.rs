@@ -4,7 +4,9 @@
 //! neither skips nor repeats a change (docs/adr/0008-apply-engine.md).
 
 mod applier;
+mod bulk;
 mod error;
+mod fold;
 mod origin;
 mod relations;
 mod statement;

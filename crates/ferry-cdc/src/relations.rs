@@ -31,6 +31,17 @@ pub(crate) struct Relation {
     pub full_identity: bool,
 }
 
+impl Relation {
+    /// The positions of the replica identity key columns (none with `FULL` or without one).
+    pub fn key_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key && !self.full_identity)
+            .map(|(i, _)| i)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct RelationCache {
     relations: HashMap<u32, Relation>,

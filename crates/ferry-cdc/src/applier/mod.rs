@@ -7,19 +7,22 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_model::Lsn;
 use ferry_pg::sql_error;
-use ferry_replication::pgoutput::{ColumnValue, LogicalMessage, TupleData};
-use tokio_postgres::types::{ToSql, Type};
+use ferry_replication::pgoutput::LogicalMessage;
 use tokio_postgres::{Client, Statement};
 
+use crate::bulk::BulkOp;
+use crate::fold::TableFold;
 use crate::origin::Origin;
 use crate::relations::RelationCache;
-use crate::statement::{self, Kind, Shape};
+use crate::statement::{Kind, Shape};
 use crate::CdcError;
+
+mod folded;
+mod ordered;
 
 /// When a group of source transactions is committed on the target.
 #[derive(Debug, Clone, Copy)]
@@ -28,14 +31,18 @@ pub struct BatchLimits {
     pub max_changes: usize,
     /// Commit at the latest this long after the group's first transaction.
     pub max_delay: Duration,
+    /// Fold each run of changes to one net change per row key, applied by set-based
+    /// statements (docs/adr/0009-folded-apply.md); off: one statement per change.
+    pub fold: bool,
 }
 
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_transactions: 1000,
+            max_transactions: 10_000,
             max_changes: 50_000,
             max_delay: Duration::from_millis(200),
+            fold: true,
         }
     }
 }
@@ -51,6 +58,13 @@ pub struct Committed {
 }
 
 type StatementKey = (u32, Kind, Vec<bool>, Vec<bool>);
+
+/// A set-based statement: table, operation, which columns it sets.
+type BulkKey = (u32, BulkOp, Vec<bool>);
+
+/// A folded run is applied once its changes hold this many bytes of values, even inside a
+/// source transaction, so memory stays bounded whatever the transaction's size.
+const MAX_RUN_BYTES: usize = 64 << 20;
 
 /// Changes sent to the target whose replies have not been read yet, at most.
 const MAX_IN_FLIGHT: usize = 512;
@@ -70,6 +84,12 @@ pub struct Applier {
     origin: Origin,
     relations: RelationCache,
     statements: HashMap<StatementKey, (Statement, Shape)>,
+    bulk_statements: HashMap<BulkKey, Statement>,
+    /// The run being folded, per table, and its changes as they came (replayed in order if
+    /// the target refuses the folded form).
+    folds: HashMap<u32, TableFold>,
+    run: Vec<LogicalMessage>,
+    run_bytes: usize,
     limits: BatchLimits,
     /// Everything up to here is committed on the target.
     applied: Lsn,
@@ -109,6 +129,10 @@ impl Applier {
             origin,
             relations: RelationCache::default(),
             statements: HashMap::new(),
+            bulk_statements: HashMap::new(),
+            folds: HashMap::new(),
+            run: Vec::new(),
+            run_bytes: 0,
             limits,
             applied,
             batch_open: false,
@@ -174,6 +198,7 @@ impl Applier {
                 columns,
                 ..
             } => {
+                self.apply_run().await?;
                 self.settle().await?;
                 self.relations
                     .define(
@@ -186,36 +211,34 @@ impl Applier {
                     )
                     .await?;
                 self.statements.retain(|k, _| k.0 != rel_id);
+                self.bulk_statements.retain(|k, _| k.0 != rel_id);
                 Ok(None)
             }
             _ if self.skipping => Ok(None),
-            LogicalMessage::Insert { rel_id, new, .. } => {
-                self.change(rel_id, Kind::Insert, Some(&new), None).await
-            }
-            LogicalMessage::Update {
-                rel_id,
-                key,
-                old,
-                new,
-                ..
-            } => {
-                let identify = key.as_ref().or(old.as_ref()).unwrap_or(&new);
-                self.change(rel_id, Kind::Update, Some(&new), Some(identify))
-                    .await
-            }
-            LogicalMessage::Delete {
-                rel_id, key, old, ..
-            } => {
-                let identify = key
-                    .or(old)
-                    .ok_or_else(|| CdcError::Stream("Delete without key or old row".into()))?;
-                self.change(rel_id, Kind::Delete, None, Some(&identify))
-                    .await
+            LogicalMessage::Insert { .. }
+            | LogicalMessage::Update { .. }
+            | LogicalMessage::Delete { .. } => {
+                self.require_transaction("a row change")?;
+                self.batch_changes += 1;
+                if self.limits.fold && self.fold(&message)? {
+                    self.run_bytes += message_bytes(&message);
+                    self.run.push(message);
+                    if self.run.len() >= self.limits.max_changes || self.run_bytes >= MAX_RUN_BYTES
+                    {
+                        self.apply_run().await?;
+                    }
+                } else {
+                    // Applied in order, after the run before it.
+                    self.apply_run().await?;
+                    self.apply_ordered(&message).await?;
+                }
+                Ok(None)
             }
             LogicalMessage::Truncate {
                 options, rel_ids, ..
             } => {
                 self.require_transaction("Truncate")?;
+                self.apply_run().await?;
                 self.settle().await?;
                 let mut names = Vec::with_capacity(rel_ids.len());
                 for id in rel_ids {
@@ -250,6 +273,7 @@ impl Applier {
         if self.in_transaction || !self.batch_open {
             return Ok(None);
         }
+        self.apply_run().await?;
         self.settle().await?;
         let Some((lsn, time_us)) = self.last_commit.take() else {
             return Ok(None);
@@ -309,148 +333,33 @@ impl Applier {
         }
     }
 
-    async fn change(
-        &mut self,
-        rel_id: u32,
-        kind: Kind,
-        new: Option<&TupleData>,
-        identify: Option<&TupleData>,
-    ) -> Result<Option<Committed>, CdcError> {
-        let what = match kind {
-            Kind::Insert => "insert",
-            Kind::Update => "update",
-            Kind::Delete => "delete",
-        };
-        self.require_transaction(what)?;
-        let present = |t: Option<&TupleData>| -> Vec<bool> {
-            t.map(|t| {
-                t.0.iter()
-                    .map(|v| !matches!(v, ColumnValue::UnchangedToast))
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        let key: StatementKey = (rel_id, kind, present(new), present(identify));
-        if !self.statements.contains_key(&key) {
-            self.settle().await?;
-            let rel = self.relations.get(rel_id)?;
-            if kind != Kind::Insert && !rel.full_identity && !rel.columns.iter().any(|c| c.key) {
-                return Err(CdcError::TableMismatch {
-                    table: rel.display.clone(),
-                    detail: "an UPDATE or DELETE arrived for a table without replica identity"
-                        .into(),
-                });
-            }
-            let shape = match kind {
-                Kind::Insert => statement::insert(rel),
-                Kind::Update => statement::update(rel, &key.2, &key.3),
-                Kind::Delete => statement::delete(rel, &key.3),
-            };
-            let types = vec![Type::TEXT; shape.set.len() + shape.identify.len()];
-            let prepared = self
-                .target
-                .prepare_typed(&shape.sql, &types)
-                .await
-                .map_err(sql_error(format!(
-                    "preparing the {what} for {}",
-                    rel.display
-                )))?;
-            self.statements.insert(key.clone(), (prepared, shape));
-        }
-        let Some((prepared, shape)) = self.statements.get(&key) else {
-            return Ok(None);
-        };
-        let mut values: Vec<Option<String>> =
-            Vec::with_capacity(shape.set.len() + shape.identify.len());
-        for (tuple, indexes) in [(new, &shape.set), (identify, &shape.identify)] {
-            for &i in indexes {
-                values.push(text_value(tuple, i)?.map(str::to_owned));
-            }
-        }
-        let client = Arc::clone(&self.target);
-        let statement = prepared.clone();
-        let mut reply: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>> =
-            Box::pin(async move {
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                client.execute(&statement, &params).await
-            });
-        // The first poll sends the statement: do it now, so changes leave in stream order.
-        match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
-            Poll::Ready(result) => self.check(result, kind, rel_id)?,
-            Poll::Pending => self.in_flight.push_back(InFlight {
-                reply,
-                kind,
-                rel_id,
-            }),
-        }
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            if let Some(oldest) = self.in_flight.pop_front() {
-                let result = oldest.reply.await;
-                self.check(result, oldest.kind, oldest.rel_id)?;
-            }
-        }
-        self.batch_changes += 1;
-        Ok(None)
-    }
-
-    /// Reads every outstanding reply, in order. Must run before anything else is awaited on
-    /// the session: tokio-postgres delivers replies in order, and an unread one holds back
-    /// all that follow.
-    async fn settle(&mut self) -> Result<(), CdcError> {
-        while let Some(next) = self.in_flight.pop_front() {
-            let result = next.reply.await;
-            self.check(result, next.kind, next.rel_id)?;
-        }
-        Ok(())
-    }
-
-    /// One change's reply: an error names the table; an UPDATE or DELETE must touch one row.
-    fn check(
-        &self,
-        result: Result<u64, tokio_postgres::Error>,
-        kind: Kind,
-        rel_id: u32,
-    ) -> Result<(), CdcError> {
-        let table = || {
-            self.relations
-                .get(rel_id)
-                .map(|r| r.display.clone())
-                .unwrap_or_default()
-        };
-        let what = match kind {
-            Kind::Insert => "insert",
-            Kind::Update => "update",
-            Kind::Delete => "delete",
-        };
-        let rows =
-            result.map_err(|e| sql_error(format!("applying an {what} to {}", table()))(e))?;
-        if rows != 1 && kind != Kind::Insert {
-            return Err(CdcError::RowMissing {
-                table: table(),
-                change: what,
-            });
-        }
-        Ok(())
-    }
-
     /// The origin this applier records positions in.
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
 }
 
-fn text_value(tuple: Option<&TupleData>, i: usize) -> Result<Option<&str>, CdcError> {
-    let value = tuple
-        .and_then(|t| t.0.get(i))
-        .ok_or_else(|| CdcError::Stream(format!("a change lacks column {i}")))?;
-    match value {
-        ColumnValue::Null => Ok(None),
-        ColumnValue::Text(b) => std::str::from_utf8(b)
-            .map(Some)
-            .map_err(|_| CdcError::Stream("a text value is not valid UTF-8".into())),
-        ColumnValue::UnchangedToast | ColumnValue::Binary(_) => Err(CdcError::Stream(format!(
-            "column {i} has no value to write"
-        ))),
+/// The bytes of values a row change holds.
+fn message_bytes(message: &LogicalMessage) -> usize {
+    let tuple_bytes = |t: Option<&ferry_replication::pgoutput::TupleData>| {
+        t.map_or(0, |t| {
+            t.0.iter()
+                .map(|v| match v {
+                    ferry_replication::pgoutput::ColumnValue::Text(b)
+                    | ferry_replication::pgoutput::ColumnValue::Binary(b) => b.len() + 16,
+                    _ => 16,
+                })
+                .sum()
+        })
+    };
+    match message {
+        LogicalMessage::Insert { new, .. } => tuple_bytes(Some(new)),
+        LogicalMessage::Update { key, old, new, .. } => {
+            tuple_bytes(Some(new)) + tuple_bytes(key.as_ref()) + tuple_bytes(old.as_ref())
+        }
+        LogicalMessage::Delete { key, old, .. } => {
+            tuple_bytes(key.as_ref()) + tuple_bytes(old.as_ref())
+        }
+        _ => 0,
     }
 }
