@@ -184,3 +184,68 @@ fn normalize_dump(dump: &str, ferry_publications: &[String]) -> String {
 pub fn save(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
 }
+
+/// Every row of `table` (`schema.table`, quoted) as text, with how often it occurs.
+pub async fn row_multiset(db: &Client, table: &str) -> BTreeMap<String, i64> {
+    db.query(
+        &format!("SELECT t::text, count(*) FROM ONLY {table} t GROUP BY 1"),
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("rows of {table}: {e}"))
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Asserts `table` holds the same rows, each as often, on both sides; on a difference, lists
+/// the first rows that differ (missing, extra or present a different number of times).
+pub async fn assert_same_multiset(source: &Client, target: &Client, table: &str) {
+    let (s, t) = (
+        row_multiset(source, table).await,
+        row_multiset(target, table).await,
+    );
+    if s == t {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for row in s
+        .keys()
+        .chain(t.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (a, b) = (s.get(row).copied(), t.get(row).copied());
+        if a != b {
+            let mut shown = row.clone();
+            if shown.len() > 200 {
+                shown.truncate(200);
+                shown.push('…');
+            }
+            diffs.push(format!(
+                "  {shown}: source {} time(s), target {}",
+                a.unwrap_or(0),
+                b.unwrap_or(0)
+            ));
+        }
+    }
+    let n = diffs.len();
+    diffs.truncate(20);
+    panic!(
+        "{table}: {n} row(s) differ between source and target:\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// [`assert_same_multiset`] for every table that stores rows (the same tables on both sides).
+pub async fn assert_every_table_same(source: &Client, target: &Client) {
+    let tables = stored_tables(source).await;
+    assert!(!tables.is_empty(), "the source has no tables");
+    assert_eq!(
+        tables,
+        stored_tables(target).await,
+        "the target's tables differ from the source's"
+    );
+    for t in &tables {
+        assert_same_multiset(source, target, t).await;
+    }
+}

@@ -7,7 +7,7 @@
 mod compare;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_testkit::TestDb;
@@ -97,22 +97,56 @@ impl Migration {
     /// Starts `ferry copy SPEC <args…>` in the background (output to files in the temp dir,
     /// so a chatty child never blocks on a full pipe).
     pub fn spawn_copy(&self, args: &[&str]) -> Child {
-        let log = |n: &str| std::fs::File::create(self.dir.path().join(n)).expect("log file");
-        Command::new(FERRY)
-            .arg("copy")
-            .arg(&self.spec)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log("copy.out"))
-            .stderr(log("copy.err"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {FERRY}: {e}"))
+        self.spawn_logged("copy", args, "copy")
     }
 
     /// What the background copy printed so far (stdout then stderr).
     pub fn spawned_output(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("{}{}", read("copy.out"), read("copy.err"))
+        self.logged_output("copy")
+    }
+
+    /// Starts `ferry <command> SPEC <args…>` in the background, its output going to
+    /// `<log>.out` and `<log>.err` in the temp dir (read back with [`Self::logged_output`]).
+    pub fn spawn_logged(&self, command: &str, args: &[&str], log: &str) -> Child {
+        let file = |ext: &str| {
+            std::fs::File::create(self.dir.path().join(format!("{log}.{ext}"))).expect("log file")
+        };
+        Command::new(FERRY)
+            .arg(command)
+            .arg(&self.spec)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file("out"))
+            .stderr(file("err"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {FERRY}: {e}"))
+    }
+
+    /// What a process started by [`Self::spawn_logged`] printed so far (stdout then stderr).
+    pub fn logged_output(&self, log: &str) -> String {
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.dir.path().join(format!("{log}.{ext}")))
+                .unwrap_or_default()
+        };
+        format!("{}{}", read("out"), read("err"))
+    }
+
+    /// Ferry's replication origin on the target for this migration.
+    pub fn origin(&self) -> String {
+        self.slot()
+    }
+
+    /// The source position applied on the target (the origin's progress), `None` before any.
+    pub async fn applied_lsn(&self, target: &tokio_postgres::Client) -> Option<String> {
+        target
+            .query_one(
+                "SELECT pg_replication_origin_progress(roname, true)::text \
+                   FROM pg_replication_origin WHERE roname = $1",
+                &[&self.origin()],
+            )
+            .await
+            .ok()
+            .and_then(|r| r.get(0))
     }
 
     /// `ferry status SPEC --json`, parsed.
@@ -218,4 +252,122 @@ pub fn kill9(pid: u32) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -9 {pid} failed");
+}
+
+/// Waits for `child` to end, reading its peak resident set size (`VmHWM` in
+/// `/proc/<pid>/status`) every 100 ms while it runs; returns how it ended and the last peak
+/// read, in KiB. Panics (after killing it) when it runs longer than `timeout`.
+pub fn wait_with_peak_rss(child: &mut Child, timeout: Duration) -> (ExitStatus, u64) {
+    let deadline = Instant::now() + timeout;
+    let mut peak_kib = 0;
+    loop {
+        if let Some(kib) = vm_hwm_kib(child.id()) {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("poll child") {
+            return (status, peak_kib);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} ran longer than {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `VmHWM` of a running process in KiB (`None` once it is gone or a zombie).
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// `ferry` running behind it.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// SIGKILL now, and reap it.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.kill9();
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for tests that pick random points; seeded from
+/// `FERRY_TEST_SEED` when set (to replay a failure), else from the clock. Print the seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator and its seed.
+    pub fn from_env_or_clock() -> (Rng, u64) {
+        let seed = std::env::var("FERRY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        (Rng::new(seed), seed)
+    }
+
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// An LSN's text form (`X/Y`) as a number, for comparisons.
+pub fn lsn_value(lsn: &str) -> u64 {
+    let (hi, lo) = lsn.split_once('/').expect("an LSN is X/Y");
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex LSN");
+    (hex(hi) << 32) | hex(lo)
+}
+
+/// Waits until no session holds `slot` on the source (a killed `ferry sync`'s walsender
+/// notices the closed socket a moment later); panics after `timeout`.
+pub async fn wait_slot_inactive(source: &tokio_postgres::Client, slot: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let active: bool = source
+            .query_one(
+                "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots \
+                  WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("read the slot")
+            .get(0);
+        if !active {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot {slot} still active after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
