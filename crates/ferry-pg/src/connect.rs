@@ -139,6 +139,7 @@ impl Connector {
     pub fn connect_error(&self, e: &tokio_postgres::Error) -> PgError {
         let ci = &self.conninfo;
         let user = ci.user();
+        let code = e.as_db_error().map(|db| db.code().code().to_owned());
         let reason = if let Some(db) = e.as_db_error() {
             let code = db.code();
             if *code == SqlState::INVALID_PASSWORD {
@@ -171,6 +172,7 @@ impl Connector {
             side: self.side,
             endpoint: self.identity(),
             reason,
+            code,
         }
     }
 }
@@ -236,6 +238,15 @@ fn libpq_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// SQLSTATE 08006, given to statements whose connection broke before the server answered.
+const CONNECTION_FAILURE: &str = "08006";
+
+/// The session is gone (closed, reset, or its socket failed), as opposed to a statement the
+/// server rejected or a value the client could not read.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
 /// Maps a failed statement to [`PgError::Sql`], keeping the server's message and SQLSTATE.
 pub fn sql_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
     let what = what.into();
@@ -254,7 +265,10 @@ pub fn sql_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) 
                 }
                 (d, Some(db.code().code().to_owned()))
             }
-            None if e.is_closed() => (format!("{e}: the connection was lost or closed"), None),
+            None if connection_lost(&e) => (
+                format!("{e}: the connection was lost or closed"),
+                Some(CONNECTION_FAILURE.to_owned()),
+            ),
             None => (e.to_string(), None),
         };
         PgError::Sql { what, detail, code }

@@ -16,10 +16,16 @@ pub enum PgError {
         side: &'static str,
         endpoint: String,
         reason: String,
+        /// The server's SQLSTATE when it answered and refused (authentication, a missing
+        /// database, "starting up"); `None` when no server answered (refused, timed out,
+        /// reset) or the client could not even try.
+        code: Option<String>,
     },
 
     /// A statement failed. `detail` is the server's message and SQLSTATE, never the SQL text
-    /// with values in it.
+    /// with values in it. `code` is the server's SQLSTATE; a connection lost before the
+    /// server could answer is reported as `08006` (connection_failure), as other PostgreSQL
+    /// drivers do, so callers can tell it from a statement the server rejected.
     #[error("{what}: {detail}")]
     Sql {
         what: String,

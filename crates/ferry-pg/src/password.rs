@@ -38,6 +38,7 @@ pub fn resolve(side: &'static str, endpoint: &Endpoint) -> Result<Option<Secret>
                      not set: export {var} with the password, or remove password_env to use \
                      PGPASSWORD or ~/.pgpass"
                 ),
+                code: None,
             }),
         };
     }
