@@ -41,12 +41,15 @@ impl ReplicationConnection {
     pub async fn connect(connector: &Connector) -> Result<ReplicationConnection, ReplicationError> {
         let side = connector.side();
         let endpoint = connector.identity();
-        let fail = |reason: String| ReplicationError::Connect {
+        let fail = |reason: String, code: Option<String>| ReplicationError::Connect {
             side,
             endpoint: endpoint.clone(),
             reason,
+            code,
         };
-        let stream = transport::open(connector).await.map_err(fail)?;
+        let stream = transport::open(connector)
+            .await
+            .map_err(|reason| fail(reason, None))?;
         let mut conn = ReplicationConnection {
             stream,
             read_buf: BytesMut::with_capacity(8192),
@@ -69,7 +72,7 @@ impl ReplicationConnection {
             .await
             .map_err(|e| match e {
                 ReplicationError::Server { message, code, .. } => {
-                    fail(auth_reason(&message, &code, &user, &dbname))
+                    fail(auth_reason(&message, &code, &user, &dbname), Some(code))
                 }
                 other => other,
             })?;
@@ -93,6 +96,7 @@ impl ReplicationConnection {
                              password_env in the spec, PGPASSWORD, or add the endpoint to \
                              ~/.pgpass"
                         .to_owned(),
+                    code: None,
                 })
         };
         let mut scram: Option<sasl::ScramSha256> = None;

@@ -6,6 +6,9 @@ pub enum ReplicationError {
         side: &'static str,
         endpoint: String,
         reason: String,
+        /// The server's SQLSTATE when it answered and refused; `None` when it could not be
+        /// reached (or the client could not try).
+        code: Option<String>,
     },
 
     /// The server answered a command with an error.
@@ -50,7 +53,9 @@ impl ReplicationError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ReplicationError::Server { code, .. } => Some(code),
-            ReplicationError::Stream { code, .. } => code.as_deref(),
+            ReplicationError::Stream { code, .. } | ReplicationError::Connect { code, .. } => {
+                code.as_deref()
+            }
             _ => None,
         }
     }

@@ -13,6 +13,11 @@
 //! own sends are blocked, so those updates keep the session alive without reading any
 //! keepalive. `status_interval` must therefore stay well below the source's
 //! `wal_sender_timeout`.
+//!
+//! Keepalives also carry how far the walsender has decoded. [`LogicalStream::idle_end`] hands
+//! that position to the consumer once every message sent before the keepalive has been
+//! returned by [`LogicalStream::next`], so a consumer with nothing pending can confirm it and
+//! an idle slot stops holding WAL back.
 
 mod problem;
 mod task;
@@ -86,11 +91,22 @@ impl Positions {
 
 type Item = Result<Option<XLogData>, ReplicationError>;
 
+/// The last keepalive that moved `wal_end` forward, and how many XLogData came before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Keepalive {
+    pub(crate) wal_end: Lsn,
+    pub(crate) after: u64,
+}
+
 /// A running logical replication stream. Dropping it aborts its task and closes the socket;
 /// [`LogicalStream::close`] ends it politely.
 pub struct LogicalStream {
     rx: mpsc::Receiver<Item>,
     positions: watch::Sender<Positions>,
+    /// The latest keepalive's `wal_end`, with how many XLogData the task had delivered before it.
+    keepalive: watch::Receiver<Keepalive>,
+    /// XLogData returned by `next` so far.
+    received: u64,
     close: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     slot: String,
@@ -137,12 +153,20 @@ impl ReplicationConnection {
             flushed: start,
         };
         let (positions, positions_rx) = watch::channel(initial);
+        let (keepalive_tx, keepalive) = watch::channel(Keepalive::default());
         let (tx, rx) = mpsc::channel(settings.channel_capacity.max(1));
         let (close_tx, close_rx) = oneshot::channel();
-        let task = task::Task::new(stream, buf, tx, positions_rx, settings, slot);
+        let channels = task::Channels {
+            tx,
+            positions: positions_rx,
+            keepalive: keepalive_tx,
+        };
+        let task = task::Task::new(stream, buf, channels, settings, slot);
         Ok(LogicalStream {
             rx,
             positions,
+            keepalive,
+            received: 0,
             close: Some(close_tx),
             task: Some(tokio::spawn(task.run(close_rx))),
             slot: slot.to_owned(),
@@ -191,7 +215,10 @@ impl LogicalStream {
             return Ok(None);
         }
         match self.rx.recv().await {
-            Some(Ok(Some(x))) => Ok(Some(x)),
+            Some(Ok(Some(x))) => {
+                self.received += 1;
+                Ok(Some(x))
+            }
             Some(other) => {
                 self.finished = true;
                 other
@@ -213,6 +240,16 @@ impl LogicalStream {
     pub fn confirm(&self, written: Lsn, flushed: Lsn) {
         self.positions
             .send_if_modified(|p| p.advance(written, flushed));
+    }
+
+    /// The source's decoding position from its latest keepalive, once every message it sent
+    /// before that keepalive has been returned by [`LogicalStream::next`] (`None` before).
+    /// Every transaction that commits after it will still be sent, so a consumer that has
+    /// applied and committed everything it received may confirm this position: an idle slot
+    /// then stops holding back WAL the source could recycle.
+    pub fn idle_end(&self) -> Option<Lsn> {
+        let k = *self.keepalive.borrow();
+        (k.after == self.received && k.wal_end > Lsn(0)).then_some(k.wal_end)
     }
 
     /// Sends a last status update, CopyDone and Terminate, and waits for the task to end.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::{problem, Item, Positions, StreamSettings, XLogData};
+use super::{problem, Item, Keepalive, Positions, StreamSettings, XLogData};
 use crate::stream::{standby_status_update, ReplicationMessage};
 use crate::transport::BoxStream;
 use crate::ReplicationError;
@@ -26,11 +26,24 @@ enum Event {
     Read(std::io::Result<usize>),
 }
 
+/// How the task talks to its [`super::LogicalStream`].
+pub(super) struct Channels {
+    /// Messages for `next`.
+    pub(super) tx: mpsc::Sender<Item>,
+    /// What the consumer confirmed.
+    pub(super) positions: watch::Receiver<Positions>,
+    /// The latest keepalive, for `idle_end`.
+    pub(super) keepalive: watch::Sender<Keepalive>,
+}
+
 pub(super) struct Task {
     stream: BoxStream,
     buf: BytesMut,
     tx: mpsc::Sender<Item>,
     positions: watch::Receiver<Positions>,
+    keepalive: watch::Sender<Keepalive>,
+    /// XLogData handed on so far (into the channel or the local queue, in stream order).
+    delivered: u64,
     settings: StreamSettings,
     slot: String,
     /// Received, not yet in the channel (the channel was full).
@@ -44,16 +57,17 @@ impl Task {
     pub(super) fn new(
         stream: BoxStream,
         buf: BytesMut,
-        tx: mpsc::Sender<Item>,
-        positions: watch::Receiver<Positions>,
+        channels: Channels,
         settings: StreamSettings,
         slot: &str,
     ) -> Task {
         Task {
             stream,
             buf,
-            tx,
-            positions,
+            tx: channels.tx,
+            positions: channels.positions,
+            keepalive: channels.keepalive,
+            delivered: 0,
             settings,
             slot: slot.to_owned(),
             pending: VecDeque::new(),
@@ -135,8 +149,18 @@ impl Task {
                             data,
                         }),
                         ReplicationMessage::PrimaryKeepalive {
-                            reply_requested, ..
+                            wal_end,
+                            reply_requested,
+                            ..
                         } => {
+                            let after = self.delivered;
+                            self.keepalive.send_if_modified(|k| {
+                                let forward = wal_end > k.wal_end;
+                                if forward {
+                                    *k = Keepalive { wal_end, after };
+                                }
+                                forward
+                            });
                             if reply_requested {
                                 self.status().await?;
                             }
@@ -149,6 +173,11 @@ impl Task {
                     frontend::copy_done(&mut out);
                     frontend::terminate(&mut out);
                     let _ = self.send(&out).await;
+                    self.end(Ok(None));
+                }
+                Message::CommandComplete(_) => {
+                    // A walsender whose server shuts down ends the COPY with CommandComplete
+                    // and no CopyDone, then exits: the stream is over.
                     self.end(Ok(None));
                 }
                 Message::ErrorResponse(body) => {
@@ -172,6 +201,7 @@ impl Task {
 
     /// Into the channel when it has room, else into the local queue (order is kept).
     fn push(&mut self, x: XLogData) {
+        self.delivered += 1;
         if self.pending.is_empty() {
             match self.tx.try_send(Ok(Some(x))) {
                 Ok(()) => {}
