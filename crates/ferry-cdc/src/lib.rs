@@ -5,14 +5,19 @@
 
 mod applier;
 mod bulk;
+mod checks;
 mod error;
 mod fold;
 mod origin;
 mod relations;
+mod retry;
+mod session;
 mod statement;
 mod sync;
 
 pub use applier::{Applier, BatchLimits, Committed};
+pub use checks::{ConfirmedAhead, Recorded};
 pub use error::CdcError;
 pub use origin::{origin_name, Origin};
-pub use sync::{sync, SyncOptions, SyncProgress, SyncSummary};
+pub use retry::RetryPolicy;
+pub use sync::{sync, SyncEvent, SyncOptions, SyncProgress, SyncSummary};

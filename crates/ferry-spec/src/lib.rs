@@ -38,6 +38,7 @@ pub use conninfo::{ConnInfo, ConnInfoError, SslMode};
 pub use error::{Problem, SpecError};
 pub use pattern::{PatternError, TablePattern};
 pub use plan::{CopySettings, Endpoint, MissingRoles, Mode, Plan, TableSettings};
+pub use quantity::parse_duration;
 
 /// Reads and validates the spec at `spec_path`. The state directory is `state_dir_override`
 /// if given, else `.ferry/<name>` next to the spec.

@@ -25,7 +25,7 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses an integer with a unit: ms, s, min, h or d (and their longer spellings).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = split_number(s).ok_or_else(|| {
         format!("`{s}` is not a duration; write an integer and a unit, like \"30min\"")
     })?;

@@ -59,6 +59,10 @@ pub enum Command {
         /// Stop once every change committed on the source before the start is applied.
         #[arg(long)]
         until_caught_up: bool,
+        /// When a connection to either side breaks (restart, failover, network), retry with
+        /// backoff (0.5 s doubling to 30 s) for this long before giving up; 0s never retries.
+        #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = ferry_spec::parse_duration)]
+        retry_for: std::time::Duration,
     },
     /// Show where a migration stands.
     Status {

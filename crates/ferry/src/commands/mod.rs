@@ -37,7 +37,17 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Sync {
             spec,
             until_caught_up,
-        } => sync::run(&spec, until_caught_up).await,
+            retry_for,
+        } => {
+            sync::run(
+                &spec,
+                sync::Flags {
+                    until_caught_up,
+                    retry_for,
+                },
+            )
+            .await
+        }
         Command::Status { spec, json } => status::run(&spec, json),
         Command::Abort { spec } => abort::run(&spec).await,
         Command::Demo { scale, keep } => demo::run(scale, keep).await,

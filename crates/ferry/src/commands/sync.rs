@@ -1,20 +1,33 @@
 //! `ferry sync`: change capture in the foreground, after `ferry copy`.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use ferry_cdc::{origin_name, BatchLimits, SyncOptions, SyncProgress};
+use ferry_cdc::{
+    origin_name, BatchLimits, ConfirmedAhead, Recorded, RetryPolicy, SyncEvent, SyncOptions,
+    SyncProgress,
+};
 use ferry_store::StateStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SpecArgs;
 use crate::session::Session;
 
-pub async fn run(args: &SpecArgs, until_caught_up: bool) -> Result<ExitCode> {
+/// Where the last confirmation ahead of the target's origin is kept (see
+/// `SyncEvent::ConfirmedAhead`).
+const CONFIRMED_AHEAD: &str = "confirmed_ahead";
+
+pub struct Flags {
+    pub until_caught_up: bool,
+    /// How long transient faults are retried.
+    pub retry_for: Duration,
+}
+
+pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
     let session = Session::open(args, true)?;
     let id = session.log_command()?;
-    let result = sync(&session, until_caught_up).await;
+    let result = sync(&session, &flags).await;
     session.finish_command(
         id,
         &result
@@ -24,7 +37,8 @@ pub async fn run(args: &SpecArgs, until_caught_up: bool) -> Result<ExitCode> {
     result
 }
 
-async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
+async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
+    let until_caught_up = flags.until_caught_up;
     let store = &session.store;
     let Some(inv) = store.invariants()? else {
         bail!("no copy has run for this migration: run `ferry copy SPEC` first; change capture starts where its snapshot ends");
@@ -32,12 +46,32 @@ async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
     if store.section("copy")?.is_none_or(|s| s.done_at.is_none()) {
         bail!("the copy has not finished: run `ferry copy SPEC` to finish it first; change capture starts where its snapshot ends");
     }
+    let confirmed_ahead = match store.value(CONFIRMED_AHEAD)? {
+        Some(text) => match text.parse::<ConfirmedAhead>() {
+            Ok(ahead) => Some(ahead),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable confirmation in the store");
+                None
+            }
+        },
+        None => None,
+    };
     let options = SyncOptions {
         slot: inv.slot.clone(),
         publications: inv.publications.clone(),
         origin: origin_name(&session.plan.name),
         limits: BatchLimits::default(),
         until_caught_up,
+        recorded: Recorded {
+            source_system_id: inv.source_system_id.clone(),
+            target_system_id: inv.target_system_id.clone(),
+            consistent_lsn: inv.consistent_lsn,
+            confirmed_ahead,
+        },
+        retry: RetryPolicy {
+            give_up_after: flags.retry_for,
+            ..RetryPolicy::default()
+        },
     };
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
@@ -81,12 +115,36 @@ async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
             );
         }
     };
+    let mut on_event = |event: SyncEvent<'_>| match event {
+        SyncEvent::Progress(p) => on_progress(p),
+        SyncEvent::Retrying {
+            attempt,
+            delay,
+            reason,
+        } => {
+            // The reason names endpoints by user@host:port/dbname only: never a password.
+            eprintln!(
+                "sync: {reason}\nsync: retrying in {:.1} s (attempt {attempt}; gives up after \
+                 {} s of faults, see --retry-for)",
+                delay.as_secs_f64(),
+                flags.retry_for.as_secs()
+            );
+        }
+        SyncEvent::Resumed { from } => {
+            eprintln!("sync: streaming again from {from} (the target's applied position)");
+        }
+        SyncEvent::ConfirmedAhead(ahead) => {
+            if let Err(e) = store.set_value(CONFIRMED_AHEAD, &ahead.to_string()) {
+                tracing::warn!(error = %e, "cannot record a confirmation ahead of the origin");
+            }
+        }
+    };
     let summary = ferry_cdc::sync(
         &session.source()?,
         &session.target()?,
         &options,
         stop,
-        &mut on_progress,
+        &mut on_event,
     )
     .await?;
     store.set_value(
@@ -97,8 +155,12 @@ async fn sync(session: &Session, until_caught_up: bool) -> Result<ExitCode> {
             "synced"
         },
     )?;
+    let retries = match summary.retries {
+        0 => String::new(),
+        n => format!(" ({n} retries after faults)"),
+    };
     println!(
-        "applied {} transactions ({} changes) from {} through {} in {:.1}s",
+        "applied {} transactions ({} changes) from {} through {} in {:.1}s{retries}",
         summary.transactions,
         summary.changes,
         summary.started_at,

@@ -1,0 +1,325 @@
+//! One session of the change-capture loop: connect to both sides, check that resuming is
+//! safe ([`crate::checks`]), stream from the target's origin position, apply, confirm. Any
+//! error ends the session; [`crate::sync`] decides whether another one starts.
+
+use std::time::{Duration, Instant};
+
+use ferry_model::Lsn;
+use ferry_pg::{catalog, sql_error, Connector};
+use ferry_replication::pgoutput::{
+    protocol_version_for, LogicalMessage, StartReplicationOptions, StreamState,
+};
+use ferry_replication::{LogicalStream, ReplicationConnection};
+use tokio_util::sync::CancellationToken;
+
+use crate::{checks, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncEvent};
+use crate::{SyncOptions, SyncProgress, SyncSummary};
+
+/// The prefix of the logical message that marks "caught up" in `until_caught_up` mode.
+const MARKER_PREFIX: &str = "ferry.caught_up";
+
+/// An idle stream's position is confirmed at most this often (each confirmation is stored
+/// by the caller first).
+const IDLE_CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
+/// What lasts across the sessions of one run.
+pub(crate) struct Run {
+    pub(crate) summary: SyncSummary,
+    /// Some session started streaming: from then on transient faults are retried.
+    pub(crate) streamed_once: bool,
+    /// When the current session started streaming.
+    pub(crate) session_streamed: Option<Instant>,
+    /// The caught-up marker's content, the same in every session (any copy of it will do).
+    marker: Option<String>,
+    /// What the target's origin holds, as last read.
+    durable: Lsn,
+    /// The latest confirmation ahead of the origin, stored by the caller or recorded.
+    ahead: Option<ConfirmedAhead>,
+    last_idle_confirm: Option<Instant>,
+}
+
+impl Run {
+    pub(crate) fn new(options: &SyncOptions) -> Run {
+        Run {
+            summary: SyncSummary::default(),
+            streamed_once: false,
+            session_streamed: None,
+            marker: None,
+            durable: Lsn(0),
+            ahead: options.recorded.confirmed_ahead,
+            last_idle_confirm: None,
+        }
+    }
+
+    /// How far the target reflects the source: the last applied commit, or a later position
+    /// confirmed while the stream was idle.
+    fn position(&self) -> Lsn {
+        self.ahead.map_or(self.summary.applied, |a| {
+            a.confirmed.max(self.summary.applied)
+        })
+    }
+
+    /// Confirms `to` to the source although the origin holds only `self.durable`: reported
+    /// (for the caller to store) before the source hears of it.
+    fn confirm_ahead(
+        &mut self,
+        to: Lsn,
+        stream: &LogicalStream,
+        on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+    ) {
+        let ahead = ConfirmedAhead {
+            applied: self.durable,
+            confirmed: to,
+        };
+        on_event(SyncEvent::ConfirmedAhead(ahead));
+        self.ahead = Some(ahead);
+        stream.confirm(to, to);
+    }
+}
+
+/// A second session on the target, beside the applier's: checks the target's identity and
+/// reads the origin back after each commit.
+struct Observer {
+    client: tokio_postgres::Client,
+    origin: Origin,
+}
+
+/// Confirms a committed group to the source and counts it. The origin is read back first: a
+/// group that wrote nothing (only the caught-up marker, or changes that cancelled out) commits
+/// without a commit record, so the origin stays where it was, and its position can only be
+/// confirmed as a confirmation ahead.
+async fn record(
+    c: &Committed,
+    run: &mut Run,
+    stream: &LogicalStream,
+    observer: &Observer,
+    on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+) -> Result<(), CdcError> {
+    run.durable = observer.origin.progress(&observer.client).await?;
+    if run.durable < c.lsn {
+        run.confirm_ahead(c.lsn, stream, on_event);
+    } else {
+        stream.confirm(c.lsn, c.lsn);
+    }
+    run.summary.applied = c.lsn;
+    run.summary.transactions += c.transactions as u64;
+    run.summary.changes += c.changes as u64;
+    run.summary.last_commit_time_us = Some(c.commit_time_us);
+    Ok(())
+}
+
+/// One session, until `stop`, caught up (`Ok`), or the first error.
+pub(crate) async fn run(
+    source: &Connector,
+    target: &Connector,
+    options: &SyncOptions,
+    stop: &CancellationToken,
+    run: &mut Run,
+    on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+) -> Result<(), CdcError> {
+    run.session_streamed = None;
+    // The target first: nothing is written to a cluster that is not the copy's.
+    let observer = target.connect().await?;
+    checks::target_identity(&observer, &options.recorded.target_system_id).await?;
+    let (mut applier, applied) =
+        Applier::start(target.connect().await?, &options.origin, options.limits).await?;
+    let observer = Observer {
+        origin: Origin::ensure(&observer, &options.origin).await?,
+        client: observer,
+    };
+    run.durable = applied;
+    let admin = source.connect().await?;
+    let mut conn = ReplicationConnection::connect(source).await?;
+    checks::source_identity(&mut conn, &options.recorded.source_system_id).await?;
+    let confirmed = checks::slot(&admin, &options.slot).await?;
+    checks::publications(&admin, &options.publications).await?;
+    checks::resume_position(
+        &options.slot,
+        &options.origin,
+        confirmed,
+        applied,
+        &options.recorded,
+        run.ahead,
+    )?;
+    let proto = protocol_version_for(catalog::version_num(&admin).await?);
+    let start_options = StartReplicationOptions {
+        proto_version: proto,
+        publication_names: options.publications.clone(),
+        messages: options.until_caught_up,
+        streaming: None,
+    };
+    let mut stream = conn
+        .start_logical(&options.slot, applied, &start_options)
+        .await?;
+    if run.streamed_once {
+        on_event(SyncEvent::Resumed { from: applied });
+    } else {
+        run.summary.started_at = applied;
+    }
+    run.summary.applied = applied;
+    run.streamed_once = true;
+    run.session_streamed = Some(Instant::now());
+    let mut decoder = StreamState::new(proto);
+    if options.until_caught_up {
+        // A transactional message commits after everything already committed on the source:
+        // once its transaction is applied, so is all of that. Every session writes it again,
+        // in case the source lost the first one in a crash; the first one seen ends the run.
+        let content = run
+            .marker
+            .get_or_insert_with(|| format!("{}-{}", std::process::id(), applied))
+            .clone();
+        admin
+            .execute(
+                "SELECT pg_logical_emit_message(true, $1, $2)",
+                &[&MARKER_PREFIX, &content],
+            )
+            .await
+            .map_err(sql_error("writing the caught-up marker on the source"))?;
+    }
+    let mut marker_seen = false;
+    let mut last_report = tokio::time::Instant::now();
+    let tick = Duration::from_millis(50);
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(tick) => {
+                if applier.due() {
+                    if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
+                        record(&c, run, &stream, &observer, on_event).await?;
+                    }
+                }
+                confirm_idle(run, &applier, &stream, on_event);
+                if last_report.elapsed() >= Duration::from_secs(1) {
+                    last_report = tokio::time::Instant::now();
+                    let progress = measure(&admin, run, applier.pending()).await?;
+                    on_event(SyncEvent::Progress(&progress));
+                }
+                continue;
+            }
+            next = stream.next() => next,
+        };
+        let data = match next {
+            Ok(Some(data)) => data,
+            Ok(None) => {
+                let ended = CdcError::StreamEnded {
+                    slot: options.slot.clone(),
+                };
+                return Err(salvage(applier, run, &stream, &observer, on_event, ended).await);
+            }
+            Err(e) => {
+                return Err(salvage(applier, run, &stream, &observer, on_event, e.into()).await)
+            }
+        };
+        let message = decoder.decode_bytes(&data.data)?;
+        let is_commit = matches!(message, LogicalMessage::Commit { .. });
+        if let (
+            Some(expected),
+            LogicalMessage::Message {
+                prefix, content, ..
+            },
+        ) = (&run.marker, &message)
+        {
+            marker_seen |= prefix == MARKER_PREFIX && content.as_ref() == expected.as_bytes();
+        }
+        if let Some(c) = applier
+            .apply(message)
+            .await
+            .map_err(CdcError::explain_target)?
+        {
+            record(&c, run, &stream, &observer, on_event).await?;
+        }
+        if is_commit && marker_seen {
+            if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
+                record(&c, run, &stream, &observer, on_event).await?;
+            }
+            break;
+        }
+        confirm_idle(run, &applier, &stream, on_event);
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = tokio::time::Instant::now();
+            let progress = measure(&admin, run, applier.pending()).await?;
+            on_event(SyncEvent::Progress(&progress));
+        }
+    }
+    if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
+        record(&c, run, &stream, &observer, on_event).await?;
+    }
+    stream.close().await;
+    let progress = measure(&admin, run, applier.pending()).await?;
+    on_event(SyncEvent::Progress(&progress));
+    Ok(())
+}
+
+/// The source side failed: commits the whole transactions already applied (so the next
+/// session need not fetch them again), then hands back `error`. The target is dropped either
+/// way, which rolls back any partial transaction.
+async fn salvage(
+    mut applier: Applier,
+    run: &mut Run,
+    stream: &LogicalStream,
+    observer: &Observer,
+    on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+    error: CdcError,
+) -> CdcError {
+    if let Ok(Some(c)) = applier.flush().await {
+        // Counted when the origin can be read; confirmed or not, the next session starts
+        // from the origin.
+        let _ = record(&c, run, stream, observer, on_event).await;
+    }
+    error
+}
+
+/// On an idle stream, confirms the source's keepalive position once everything received is
+/// committed, so the slot does not hold back WAL that holds no change for the target.
+fn confirm_idle(
+    run: &mut Run,
+    applier: &Applier,
+    stream: &LogicalStream,
+    on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+) {
+    if applier.pending()
+        || run
+            .last_idle_confirm
+            .is_some_and(|t| t.elapsed() < IDLE_CONFIRM_EVERY)
+    {
+        return;
+    }
+    let Some(end) = stream.idle_end() else {
+        return;
+    };
+    if end <= run.position() {
+        return;
+    }
+    run.last_idle_confirm = Some(Instant::now());
+    run.confirm_ahead(end, stream, on_event);
+}
+
+/// Lag both ways: WAL bytes behind the source's current position, and the age of the last
+/// applied commit while changes are pending (0 when caught up).
+async fn measure(
+    admin: &tokio_postgres::Client,
+    run: &Run,
+    pending: bool,
+) -> Result<SyncProgress, CdcError> {
+    let summary = &run.summary;
+    let row = admin
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8, \
+                    ((extract(epoch FROM now()) - 946684800) * 1000000)::float8",
+            &[&run.position().to_string()],
+        )
+        .await
+        .map_err(sql_error("measuring the lag on the source"))?;
+    let lag_bytes: i64 = row.try_get(0).map_err(sql_error("measuring the lag"))?;
+    let now_us: f64 = row.try_get(1).map_err(sql_error("measuring the lag"))?;
+    let lag_seconds = match (pending, summary.last_commit_time_us) {
+        (true, Some(t)) => ((now_us - t as f64) / 1e6).max(0.0),
+        _ => 0.0,
+    };
+    Ok(SyncProgress {
+        applied: summary.applied,
+        transactions: summary.transactions,
+        lag_bytes: u64::try_from(lag_bytes).unwrap_or(0),
+        lag_seconds,
+    })
+}
