@@ -146,6 +146,26 @@ impl LocalCluster {
         &self.bin
     }
 
+    /// Stops the server (fast shutdown: every session is terminated), waits `down`, and
+    /// starts it again with the same data on the same port: a server restart, or an outage
+    /// of `down` for its clients.
+    pub fn restart(&self, down: std::time::Duration) -> Result<(), PgError> {
+        let run = |args: &[&str], what: &str| -> Result<(), PgError> {
+            let out = self.pg_ctl(args)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            Err(PgError::Cluster {
+                what: format!("{what} the cluster in {}", self.dir.display()),
+                detail: output_text(&out),
+            })
+        };
+        run(&["stop", "-w", "-t", "60", "-m", "fast"], "stopping")?;
+        std::thread::sleep(down);
+        let log = self.log_file.to_string_lossy().into_owned();
+        run(&["start", "-w", "-t", "60", "-l", &log], "starting")
+    }
+
     /// Fast shutdown, then removes the directory. Idempotent.
     pub fn stop(&mut self) -> Result<(), PgError> {
         if self.stopped {
