@@ -40,7 +40,16 @@ const SCHEMA: &str = "
     INSERT INTO dupes SELECT g % 50, 'v' || (g % 50) FROM generate_series(1, 300) g;
     INSERT INTO dupes SELECT g, NULL FROM generate_series(0, 9) g;
     INSERT INTO docs SELECT g, repeat(md5(g::text), 1000), 0 FROM generate_series(1, 30) g;
+    CREATE TABLE seats (id int PRIMARY KEY, pos int NOT NULL UNIQUE);
+    INSERT INTO seats SELECT g, g FROM generate_series(1, 100) g;
 ";
+
+/// Seats swap positions in transactions of three updates; their folded form (one net update
+/// per row) meets the unique index in an order the source never had, so apply must fall
+/// back to replaying them in order. Every committed state is a permutation of 1..=100.
+const SEATS: &str = "SELECT count(*) FILTER (WHERE pos BETWEEN 1 AND 100)::int8 * 100000 \
+                            + sum(pos)::int8 FROM seats";
+const SEATS_OK: i64 = 100 * 100_000 + 5050;
 
 const INVARIANT: &str = "SELECT (SELECT coalesce(sum(balance), 0) FROM accounts)::int8 \
                                + (SELECT coalesce(sum(amount), 0) FROM ledger)::int8";
@@ -65,7 +74,20 @@ fn next_change(rng: &mut Rng, next_id: &mut i64, docs: &mut Vec<i32>) -> (String
     let one_dupe = format!("ctid = (SELECT ctid FROM dupes WHERE a = {group} LIMIT 1)");
     let doc = docs[rng.range(0, docs.len() as u64 - 1) as usize];
     let sql = match rng.range(0, 99) {
-        0..=11 => format!("INSERT INTO accounts VALUES ({}, 0, 'new')", fresh()),
+        0..=9 => format!("INSERT INTO accounts VALUES ({}, 0, 'new')", fresh()),
+        10..=11 => {
+            let (a, b) = (rng.range(1, 50), rng.range(51, 100));
+            format!(
+                "BEGIN;
+                 UPDATE seats SET pos = -pos WHERE id = {a};
+                 UPDATE seats SET pos = -pos WHERE id = {b};
+                 UPDATE seats SET pos = CASE id
+                     WHEN {a} THEN (SELECT -pos FROM seats WHERE id = {b})
+                     ELSE (SELECT -pos FROM seats WHERE id = {a}) END
+                  WHERE id IN ({a}, {b});
+                 COMMIT"
+            )
+        }
         12..=21 => {
             let (a, b) = (account(rng, hi), account(rng, hi));
             if a == b {
@@ -217,7 +239,7 @@ async fn one_i64(db: &Client, sql: &str) -> i64 {
 /// Row counts of every table, for showing that the workload moved them.
 async fn counts(db: &Client) -> Vec<i64> {
     let mut out = Vec::new();
-    for t in ["accounts", "ledger", "dupes", "docs"] {
+    for t in ["accounts", "ledger", "dupes", "docs", "seats"] {
         out.push(one_i64(db, &format!("SELECT count(*) FROM {t}")).await);
     }
     out
@@ -290,6 +312,11 @@ async fn sync_killed_at_random_points_applies_everything_once() {
             total,
             "run {run}: the target holds part of a source transaction after the kill"
         );
+        assert_eq!(
+            one_i64(&dst, SEATS).await,
+            SEATS_OK,
+            "run {run}: the seats on the target are not a permutation after the kill"
+        );
         let applied = m.applied_lsn(&dst).await.as_deref().map_or(0, lsn_value);
         assert!(applied >= last, "run {run}: the applied position went back");
         if applied > last {
@@ -340,6 +367,9 @@ async fn sync_killed_at_random_points_applies_everything_once() {
     );
 
     assert_eq!(one_i64(&dst, INVARIANT).await, total);
+    assert_eq!(one_i64(&dst, SEATS).await, SEATS_OK);
+    let moved = one_i64(&src, "SELECT count(*) FROM seats WHERE pos <> id").await;
+    assert!(moved > 0, "no seat was swapped");
     assert_same_multiset(&src, &dst, "public.dupes").await;
     let groups = "SELECT a, b, count(*) FROM dupes GROUP BY a, b ORDER BY a, b NULLS FIRST";
     let as_text = |rows: Vec<tokio_postgres::Row>| -> Vec<(Option<i32>, Option<String>, i64)> {
