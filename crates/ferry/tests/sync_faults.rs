@@ -90,10 +90,6 @@ struct Background {
 }
 
 impl Background {
-    fn start(m: &Migration) -> Background {
-        Background::with_args(m, &[])
-    }
-
     fn with_args(m: &Migration, args: &[&str]) -> Background {
         let log = tempfile::tempdir().expect("temp dir");
         let file = |n: &str| std::fs::File::create(log.path().join(n)).expect("log file");
@@ -189,21 +185,35 @@ fn rewrite_spec(spec: &Path, from: &str, to: &str) {
 
 const EVENTS: &str = "SELECT count(*) FROM events";
 
+/// SCHEMA in a fresh source database on `source`, copied to a fresh database on `target`.
+async fn copied(
+    name: &str,
+    source: &'static LocalCluster,
+    target: &'static LocalCluster,
+) -> (TestDb, TestDb, Migration) {
+    let (source, target) = (TestDb::create(source).await, TestDb::create(target).await);
+    source.execute_batch(SCHEMA).await;
+    let m = Migration::between(name, &source, &target, "");
+    m.run_async("copy", &[]).await.success();
+    (source, target, m)
+}
+
+/// `ferry sync <args>` in the background, once it has applied a first batch.
+async fn syncing(m: &Migration, src: &str, dst: &str, args: &[&str]) -> Background {
+    let mut sync = Background::with_args(m, args);
+    exec(src, &batch(1)).await;
+    sync.wait_for(dst, EVENTS, 40).await;
+    sync
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passing_faults_are_retried_and_every_change_lands_once() {
     // Both sides on clusters of their own: this test restarts them.
     let source_cluster = own_cluster("faults-src");
     let target_cluster = own_cluster("faults-dst");
-    let source = TestDb::create(source_cluster).await;
-    let target = TestDb::create(target_cluster).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-faults", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, target, m) = copied("sync-faults", source_cluster, target_cluster).await;
     let (src, dst) = (source.conninfo(), target.conninfo());
-
-    let mut sync = Background::start(&m);
-    exec(&src, &batch(1)).await;
-    sync.wait_for(&dst, EVENTS, 40).await;
+    let mut sync = syncing(&m, &src, &dst, &[]).await;
 
     // Ferry's sessions on the target (the applier's and the one reading the origin back) are
     // terminated; the next change meets them.
@@ -285,15 +295,9 @@ async fn passing_faults_are_retried_and_every_change_lands_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_longer_than_retry_for_gives_up_and_a_rerun_resumes() {
     let target_cluster = own_cluster("faults-away");
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(target_cluster).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-give-up", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, target, m) = copied("sync-give-up", cluster(), target_cluster).await;
     let (src, dst) = (source.conninfo(), target.conninfo());
-    let mut sync = Background::with_args(&m, &["--retry-for", "2s"]);
-    exec(&src, &batch(1)).await;
-    sync.wait_for(&dst, EVENTS, 40).await;
+    let mut sync = syncing(&m, &src, &dst, &["--retry-for", "2s"]).await;
 
     // The target is away for 8 s, longer than the 2 s of retries allowed; a change needs it.
     let outage =
@@ -324,15 +328,9 @@ async fn a_fault_longer_than_retry_for_gives_up_and_a_rerun_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_slot_stops_sync_and_copy_restart_is_the_way_out() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-slot-gone", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, target, m) = copied("sync-slot-gone", cluster(), cluster()).await;
     let (src, dst) = (source.conninfo(), target.conninfo());
-    let mut sync = Background::start(&m);
-    exec(&src, &batch(1)).await;
-    sync.wait_for(&dst, EVENTS, 40).await;
+    let mut sync = syncing(&m, &src, &dst, &[]).await;
 
     // Drop the slot under the running sync: end its walsender, and drop the slot before the
     // retry takes it again.
@@ -396,15 +394,9 @@ async fn a_dropped_slot_stops_sync_and_copy_restart_is_the_way_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_publication_stops_sync_naming_it() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-pub-gone", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, target, m) = copied("sync-pub-gone", cluster(), cluster()).await;
     let (src, dst) = (source.conninfo(), target.conninfo());
-    let mut sync = Background::start(&m);
-    exec(&src, &batch(1)).await;
-    sync.wait_for(&dst, EVENTS, 40).await;
+    let mut sync = syncing(&m, &src, &dst, &[]).await;
 
     let publication = m.publications()[0].clone();
     exec(&src, &format!("DROP PUBLICATION \"{publication}\"")).await;
@@ -445,11 +437,7 @@ async fn a_dropped_publication_stops_sync_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidated_slot_is_refused() {
     let source_cluster = own_cluster("faults-wal");
-    let source = TestDb::create(source_cluster).await;
-    let target = TestDb::create(cluster()).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-slot-lost", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, _target, m) = copied("sync-slot-lost", source_cluster, cluster()).await;
     m.run_async("sync", &["--until-caught-up"]).await.success();
 
     // The source may keep 1MB of WAL for slots; write more until a checkpoint invalidates it.
@@ -506,11 +494,7 @@ async fn an_invalidated_slot_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_cluster_behind_an_endpoint_is_refused_naming_both_identifiers() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
-    source.execute_batch(SCHEMA).await;
-    let m = Migration::between("sync-other-cluster", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
+    let (source, target, m) = copied("sync-other-cluster", cluster(), cluster()).await;
 
     let other = own_cluster("faults-other");
     let other_db = connect(&other.conninfo("postgres")).await;
@@ -620,16 +604,12 @@ async fn a_target_table_that_no_longer_fits_is_named_and_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_stream_confirms_past_the_last_change_and_a_target_behind_it_is_refused() {
-    let source = TestDb::create(cluster()).await;
-    let target = TestDb::create(cluster()).await;
+    let (source, target, m) = copied("sync-idle", cluster(), cluster()).await;
     let elsewhere = TestDb::create(cluster()).await;
-    source.execute_batch(SCHEMA).await;
     elsewhere.execute_batch("CREATE TABLE filler (x int)").await;
-    let m = Migration::between("sync-idle", &source, &target, "");
-    m.run_async("copy", &[]).await.success();
     let (src, dst) = (source.conninfo(), target.conninfo());
     let dst_client = target.client().await;
-    let mut sync = Background::start(&m);
+    let mut sync = Background::with_args(&m, &[]);
 
     exec(&src, "INSERT INTO events VALUES (1, 1)").await;
     sync.wait_for(&dst, EVENTS, 1).await;
