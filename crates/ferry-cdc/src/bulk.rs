@@ -12,14 +12,37 @@ pub(crate) enum BulkOp {
     Delete,
 }
 
-/// `unnest($1::text[], …) AS ferry_in(p1, …)`: the run's rows, one array per column.
-fn unnest(n: usize) -> String {
+/// `unnest($1::text[], …)` as `ferry_in(p1, …)`: the run's rows, one array per column,
+/// sorted by the key (`sort`: parameter numbers of the key columns, in key order) so the
+/// target walks its key index and table in order: fewer pages touched, and near-sequential
+/// reads when they are not cached.
+fn rows_in(rel: &Relation, n: usize, sort: &[(usize, usize)]) -> String {
     let arrays: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
     let names: Vec<String> = (1..=n).map(|i| format!("p{i}")).collect();
-    format!(
-        "unnest({}) AS ferry_in({})",
+    if sort.is_empty() {
+        return format!(
+            "unnest({}) AS ferry_in({})",
+            arrays.join(", "),
+            names.join(", ")
+        );
+    }
+    let unnest = format!(
+        "unnest({}) AS ferry_u({})",
         arrays.join(", "),
         names.join(", ")
+    );
+    let order: Vec<String> = sort
+        .iter()
+        .map(|&(param, column)| {
+            format!(
+                "CAST(ferry_u.p{param} AS {})",
+                rel.columns[column].target_type
+            )
+        })
+        .collect();
+    format!(
+        "(SELECT * FROM {unnest} ORDER BY {}) AS ferry_in",
+        order.join(", ")
     )
 }
 
@@ -43,9 +66,18 @@ fn key_match(rel: &Relation, key: &[usize], first: usize) -> String {
     tests.join(" AND ")
 }
 
+/// The sort of a statement whose key columns are bound from parameter `first` on.
+fn by_key(key: &[usize], first: usize) -> Vec<(usize, usize)> {
+    key.iter()
+        .enumerate()
+        .map(|(n, &k)| (first + n, k))
+        .collect()
+}
+
 /// Inserts every column (identity ALWAYS columns take the source's values). Binds every
 /// column in order.
 pub(crate) fn insert(rel: &Relation) -> String {
+    let sort: Vec<(usize, usize)> = rel.key_columns().map(|k| (k + 1, k)).collect();
     let cols: Vec<&str> = rel.columns.iter().map(|c| c.quoted.as_str()).collect();
     let values: Vec<String> = (0..rel.columns.len())
         .map(|i| input(i + 1, rel, i))
@@ -55,7 +87,7 @@ pub(crate) fn insert(rel: &Relation) -> String {
         rel.qualified,
         cols.join(", "),
         values.join(", "),
-        unnest(rel.columns.len())
+        rows_in(rel, rel.columns.len(), &sort)
     )
 }
 
@@ -74,10 +106,11 @@ pub(crate) fn update(rel: &Relation, set: &[usize], key: &[usize]) -> String {
         }
     }
     format!(
-        "UPDATE {} AS ferry_row SET {} FROM {} WHERE {}",
+        "UPDATE {}{} AS ferry_row SET {} FROM {} WHERE {}",
+        rel.only,
         rel.qualified,
         assignments.join(", "),
-        unnest(set.len() + key.len()),
+        rows_in(rel, set.len() + key.len(), &by_key(key, set.len() + 1)),
         key_match(rel, key, set.len() + 1)
     )
 }
@@ -85,9 +118,10 @@ pub(crate) fn update(rel: &Relation, set: &[usize], key: &[usize]) -> String {
 /// Deletes the rows named by `key`. Binds `key`.
 pub(crate) fn delete(rel: &Relation, key: &[usize]) -> String {
     format!(
-        "DELETE FROM {} AS ferry_row USING {} WHERE {}",
+        "DELETE FROM {}{} AS ferry_row USING {} WHERE {}",
+        rel.only,
         rel.qualified,
-        unnest(key.len()),
+        rows_in(rel, key.len(), &by_key(key, 1)),
         key_match(rel, key, 1)
     )
 }

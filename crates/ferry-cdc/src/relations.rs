@@ -29,6 +29,10 @@ pub(crate) struct Relation {
     pub columns: Vec<Column>,
     /// `REPLICA IDENTITY FULL`: rows are found by every column of the old row.
     pub full_identity: bool,
+    /// `ONLY ` before the name where a change must not reach child tables (the stream names
+    /// each table a change belongs to, inheritance children included); empty for a
+    /// partitioned table, whose rows live in its partitions.
+    pub only: &'static str,
 }
 
 impl Relation {
@@ -60,25 +64,32 @@ impl RelationCache {
     ) -> Result<(), CdcError> {
         let qualified = format!("{}.{}", quote::ident(namespace), quote::ident(name));
         let display = format!("{namespace}.{name}");
+        // One row per column, or one row of NULLs for a table without columns; none when
+        // the table is missing.
         let rows = target
             .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
-                   FROM pg_attribute a \
-                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), c.relkind::text \
+                   FROM pg_class c \
+                   LEFT JOIN pg_attribute a \
+                     ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                  WHERE c.oid = to_regclass($1)",
                 &[&qualified],
             )
             .await
             .map_err(sql_error(format!(
                 "reading the target's columns of {display}"
             )))?;
-        if rows.is_empty() {
+        let Some(first) = rows.first() else {
             return Err(CdcError::TableMismatch {
                 table: display,
-                detail: "it does not exist on the target (or has no columns there); create it \
-                         or re-copy the table"
-                    .into(),
+                detail: "it does not exist on the target; create it or re-copy the table".into(),
             });
-        }
+        };
+        let relkind: String = first.get(2);
+        let rows: Vec<_> = rows
+            .iter()
+            .filter(|r| r.get::<_, Option<String>>(0).is_some())
+            .collect();
         let target_types: HashMap<String, String> =
             rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let mut resolved = Vec::with_capacity(columns.len());
@@ -106,6 +117,8 @@ impl RelationCache {
                 display,
                 columns: resolved,
                 full_identity: replica_identity == b'f',
+                // A partitioned table has no rows of its own: its changes reach its partitions.
+                only: if relkind == "p" { "" } else { "ONLY " },
             },
         );
         Ok(())

@@ -72,14 +72,16 @@ pub(crate) fn update(rel: &Relation, present: &[bool], identify_present: &[bool]
     let sql = if assignments.is_empty() {
         // Only unchanged TOAST columns: nothing to write, but the row must exist.
         format!(
-            "UPDATE {} SET {} = {} WHERE {condition}",
+            "UPDATE {}{} SET {} = {} WHERE {condition}",
+            rel.only,
             rel.qualified,
             first_col(rel),
             first_col(rel)
         )
     } else {
         format!(
-            "UPDATE {} SET {} WHERE {condition}",
+            "UPDATE {}{} SET {} WHERE {condition}",
+            rel.only,
             rel.qualified,
             assignments.join(", ")
         )
@@ -90,7 +92,10 @@ pub(crate) fn update(rel: &Relation, present: &[bool], identify_present: &[bool]
 pub(crate) fn delete(rel: &Relation, identify_present: &[bool]) -> Shape {
     let (condition, identify) = row_condition(rel, identify_present, 0);
     Shape {
-        sql: format!("DELETE FROM {} WHERE {condition}", rel.qualified),
+        sql: format!(
+            "DELETE FROM {}{} WHERE {condition}",
+            rel.only, rel.qualified
+        ),
         set: vec![],
         identify,
     }
@@ -126,8 +131,8 @@ fn row_condition(rel: &Relation, present: &[bool], offset: usize) -> (String, Ve
         };
         (
             format!(
-                "ctid = (SELECT ctid FROM {} WHERE {tests} LIMIT 1)",
-                rel.qualified
+                "ctid = (SELECT ctid FROM {}{} WHERE {tests} LIMIT 1)",
+                rel.only, rel.qualified
             ),
             identify,
         )

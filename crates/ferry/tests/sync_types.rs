@@ -176,9 +176,6 @@ async fn every_type_and_table_shape_syncs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: ferry-cdc relations.rs refuses a relation with no columns (\"it does not exist on \
-            the target (or has no columns there)\"), so one INSERT into a zero-column table \
-            stops ferry sync"]
 async fn a_table_without_columns_syncs() {
     let source = TestDb::create(cluster()).await;
     let target = TestDb::create(cluster()).await;
@@ -227,9 +224,6 @@ async fn inheritance(name: &str) -> (TestDb, TestDb, Migration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: apply UPDATE/DELETE statements lack ONLY, so a change to an inheritance \
-            parent's row also hits a child's row with the same key (sync stops: \"the update \
-            found no matching row\")"]
 async fn changes_to_an_inheritance_parent_leave_its_children_alone() {
     let (source, target, m) = inheritance("sync-inherit").await;
     source
@@ -248,8 +242,6 @@ async fn changes_to_an_inheritance_parent_leave_its_children_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a replicated TRUNCATE is applied without ONLY, so TRUNCATE ONLY of an \
-            inheritance parent on the source empties its children on the target"]
 async fn truncate_only_of_an_inheritance_parent_keeps_its_children() {
     let (source, target, m) = inheritance("sync-inherit-truncate").await;
     source.execute_batch("TRUNCATE ONLY animals").await;

@@ -6,33 +6,19 @@
 //! change and table to blame.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use ferry_pg::sql_error;
 use ferry_replication::pgoutput::{ColumnValue, LogicalMessage};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Statement;
 
-use super::Applier;
+use super::{Applier, Expect, Reply};
 use crate::bulk::{self, BulkOp};
-use crate::fold::{row_key, NetChange, TableFold};
+use crate::fold::{row_key, NetChange, RowKey, TableFold};
 use crate::relations::Relation;
 use crate::CdcError;
-
-/// Why a folded run did not apply: the target's refusal, or its reply showing drift.
-enum Refused {
-    Error(CdcError),
-    Rows {
-        table: String,
-        expected: usize,
-        got: u64,
-    },
-}
-
-impl From<CdcError> for Refused {
-    fn from(e: CdcError) -> Self {
-        Refused::Error(e)
-    }
-}
 
 impl Applier {
     /// Adds a row change to the run; false if it must be applied in order instead.
@@ -85,83 +71,65 @@ impl Applier {
             self.folds.clear();
             return Ok(());
         }
+        self.begin_target().await?;
+        self.send_run().await?;
+        self.settle().await
+    }
+
+    /// Sends the folded run after a savepoint, without waiting: `settle` reads the replies,
+    /// and replays the run in order if the target refused it.
+    pub(super) async fn send_run(&mut self) -> Result<(), CdcError> {
+        if self.run.is_empty() {
+            self.folds.clear();
+            return Ok(());
+        }
         self.settle().await?;
         let folds = std::mem::take(&mut self.folds);
-        let run = std::mem::take(&mut self.run);
+        self.sent_run = Some(std::mem::take(&mut self.run));
         self.run_bytes = 0;
-        self.target
-            .batch_execute("SAVEPOINT ferry_run")
-            .await
-            .map_err(sql_error("opening a savepoint on the target"))?;
-        let mut tables: Vec<(&u32, &TableFold)> = folds.iter().collect();
-        tables.sort_by_key(|(id, _)| **id);
-        let mut outcome = Ok(());
-        for (rel_id, fold) in tables {
-            outcome = self.apply_table(*rel_id, fold).await;
-            if outcome.is_err() {
-                break;
-            }
+        // Everything is prepared first: preparing waits for the server, which must not
+        // happen once the run's statements are in flight.
+        let mut tables: Vec<(u32, TableFold)> = folds.into_iter().collect();
+        tables.sort_by_key(|(id, _)| *id);
+        let mut planned = Vec::new();
+        for (rel_id, fold) in &tables {
+            self.plan_table(*rel_id, fold, &mut planned).await?;
         }
-        match outcome {
-            Ok(()) => {
-                self.target
-                    .batch_execute("RELEASE SAVEPOINT ferry_run")
-                    .await
-                    .map_err(sql_error("releasing a savepoint on the target"))?;
-                Ok(())
-            }
-            Err(refused) => {
-                match &refused {
-                    Refused::Error(e) => tracing::debug!(
-                        error = %e,
-                        changes = run.len(),
-                        "the target refused a folded run: replaying it change by change"
-                    ),
-                    Refused::Rows {
-                        table,
-                        expected,
-                        got,
-                    } => tracing::debug!(
-                        table,
-                        expected,
-                        got,
-                        "a folded run touched other rows than expected: replaying it change by change"
-                    ),
-                }
-                self.target
-                    .batch_execute("ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run")
-                    .await
-                    .map_err(sql_error("rolling back a savepoint on the target"))?;
-                for message in &run {
-                    self.apply_ordered(message).await?;
-                }
-                self.settle().await
-            }
+        let client = Arc::clone(&self.target);
+        let savepoint = self.savepoint.clone();
+        let reply: Reply = Box::pin(async move { client.execute(&savepoint, &[]).await });
+        self.send(reply, Expect::Done, true).await?;
+        for bulk in planned {
+            self.send_bulk(bulk).await?;
         }
+        Ok(())
     }
 
     /// One table's net changes: deletes, then updates (one statement per set of written
     /// columns), then inserts, so a key deleted and re-used by another row frees it first.
-    async fn apply_table(&mut self, rel_id: u32, fold: &TableFold) -> Result<(), Refused> {
+    async fn plan_table(
+        &mut self,
+        rel_id: u32,
+        fold: &TableFold,
+        planned: &mut Vec<Bulk>,
+    ) -> Result<(), CdcError> {
         let rel = self.relations.get(rel_id)?.clone();
         let key: Vec<usize> = rel.key_columns().collect();
 
-        let deleted: Vec<Vec<Option<&str>>> = fold
-            .deleted_keys()
-            .map(|k| k.iter().map(|b| text(b).map(Some)).collect())
-            .collect::<Result<_, _>>()?;
+        let deleted: Vec<&RowKey> = fold.deleted_keys().collect();
         if !deleted.is_empty() {
-            let columns = transpose(&deleted, key.len());
-            self.run_bulk(
-                &rel,
-                rel_id,
-                BulkOp::Delete,
-                vec![],
-                &key,
-                columns,
-                deleted.len(),
-            )
-            .await?;
+            let columns: Vec<Vec<Option<TextValue>>> = (0..key.len())
+                .map(|c| {
+                    deleted
+                        .iter()
+                        .map(|k| k.get(c).cloned().map(TextValue))
+                        .collect()
+                })
+                .collect();
+            let statement = self
+                .bulk_statement(&rel, rel_id, BulkOp::Delete, vec![], &key)
+                .await?;
+            planned.push(Bulk::new(statement, columns, rel_id, deleted.len()));
         }
 
         let mut updates: HashMap<Vec<bool>, Vec<&[ColumnValue]>> = HashMap::new();
@@ -188,68 +156,39 @@ impl Applier {
             let set: Vec<usize> = (0..written.len()).filter(|&i| written[i]).collect();
             let bound: Vec<usize> = set.iter().chain(&key).copied().collect();
             let columns = columns_of(&rows, &bound)?;
-            self.run_bulk(
-                &rel,
-                rel_id,
-                BulkOp::Update,
-                written,
-                &set,
-                columns,
-                rows.len(),
-            )
-            .await?;
+            let statement = self
+                .bulk_statement(&rel, rel_id, BulkOp::Update, written, &set)
+                .await?;
+            planned.push(Bulk::new(statement, columns, rel_id, rows.len()));
         }
         if !inserts.is_empty() {
             let all: Vec<usize> = (0..rel.columns.len()).collect();
             let columns = columns_of(&inserts, &all)?;
-            self.run_bulk(
-                &rel,
-                rel_id,
-                BulkOp::Insert,
-                vec![],
-                &all,
-                columns,
-                inserts.len(),
-            )
-            .await?;
+            let statement = self
+                .bulk_statement(&rel, rel_id, BulkOp::Insert, vec![], &all)
+                .await?;
+            planned.push(Bulk::new(statement, columns, rel_id, inserts.len()));
         }
         Ok(())
     }
 
-    /// Runs one set-based statement; it must touch exactly `rows` rows.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_bulk(
-        &mut self,
-        rel: &Relation,
-        rel_id: u32,
-        op: BulkOp,
-        shape: Vec<bool>,
-        columns_bound: &[usize],
-        values: Vec<Vec<Option<&str>>>,
-        rows: usize,
-    ) -> Result<(), Refused> {
-        let statement = self
-            .bulk_statement(rel, rel_id, op, shape, columns_bound)
-            .await?;
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let got = self
-            .target
-            .execute(&statement, &params)
-            .await
-            .map_err(|e| {
-                Refused::Error(sql_error(format!("applying changes to {}", rel.display))(e).into())
-            })?;
-        if got != rows as u64 {
-            return Err(Refused::Rows {
-                table: rel.display.clone(),
-                expected: rows,
-                got,
-            });
-        }
-        Ok(())
+    /// Sends one set-based statement of the run.
+    async fn send_bulk(&mut self, bulk: Bulk) -> Result<(), CdcError> {
+        let client = Arc::clone(&self.target);
+        let Bulk {
+            statement,
+            columns,
+            expect,
+        } = bulk;
+        let reply: Reply = Box::pin(async move {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                columns.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            client.execute(&statement, &params).await
+        });
+        self.send(reply, expect, true).await
     }
 
+    /// The prepared statement, prepared on first use (nothing may be in flight then).
     async fn bulk_statement(
         &mut self,
         rel: &Relation,
@@ -281,17 +220,59 @@ impl Applier {
     }
 }
 
-fn text(bytes: &[u8]) -> Result<&str, CdcError> {
-    std::str::from_utf8(bytes)
-        .map_err(|_| CdcError::Stream("a text value is not valid UTF-8".into()))
+/// One set-based statement of a run, with its values: it must touch exactly as many rows as
+/// it has.
+struct Bulk {
+    statement: Statement,
+    columns: Vec<Vec<Option<TextValue>>>,
+    expect: Expect,
+}
+
+impl Bulk {
+    fn new(
+        statement: Statement,
+        columns: Vec<Vec<Option<TextValue>>>,
+        rel_id: u32,
+        rows: usize,
+    ) -> Bulk {
+        Bulk {
+            statement,
+            columns,
+            expect: Expect::Rows {
+                rel_id,
+                rows: rows as u64,
+            },
+        }
+    }
+}
+
+/// A value in text form, bound as it came from the stream (no copy); the server checks it.
+#[derive(Debug, Clone)]
+struct TextValue(Bytes);
+
+impl ToSql for TextValue {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TEXT
+    }
+
+    to_sql_checked!();
 }
 
 /// The bound columns of each row, as one array per column.
-fn columns_of<'a>(
-    rows: &[&'a [ColumnValue]],
+fn columns_of(
+    rows: &[&[ColumnValue]],
     bound: &[usize],
-) -> Result<Vec<Vec<Option<&'a str>>>, CdcError> {
-    let mut columns: Vec<Vec<Option<&str>>> = bound
+) -> Result<Vec<Vec<Option<TextValue>>>, CdcError> {
+    let mut columns: Vec<Vec<Option<TextValue>>> = bound
         .iter()
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
@@ -299,7 +280,7 @@ fn columns_of<'a>(
         for (column, &i) in columns.iter_mut().zip(bound) {
             let value = match row.get(i) {
                 Some(ColumnValue::Null) => None,
-                Some(ColumnValue::Text(b)) => Some(text(b)?),
+                Some(ColumnValue::Text(b)) => Some(TextValue(b.clone())),
                 _ => {
                     return Err(CdcError::Stream(format!(
                         "column {i} of a folded change has no value to write"
@@ -310,11 +291,4 @@ fn columns_of<'a>(
         }
     }
     Ok(columns)
-}
-
-/// Rows of `width` values to one array per column.
-fn transpose<'a>(rows: &[Vec<Option<&'a str>>], width: usize) -> Vec<Vec<Option<&'a str>>> {
-    (0..width)
-        .map(|c| rows.iter().map(|r| r.get(c).copied().flatten()).collect())
-        .collect()
 }

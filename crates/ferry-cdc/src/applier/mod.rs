@@ -2,6 +2,10 @@
 //! transactions grouped into one target transaction, committed with the last one's end LSN
 //! recorded in the replication origin, so the target always passes through the source's
 //! commit order and the position never runs ahead of (or behind) what is durable.
+//!
+//! A group's statements are sent without waiting for them (`group.rs`): the target works on
+//! group N while the stream of group N+1 is decoded and folded; N's replies are read and N is
+//! committed before anything else is sent on the session.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -22,6 +26,7 @@ use crate::statement::{Kind, Shape};
 use crate::CdcError;
 
 mod folded;
+mod group;
 mod ordered;
 
 /// When a group of source transactions is committed on the target.
@@ -57,6 +62,18 @@ pub struct Committed {
     pub changes: usize,
 }
 
+impl Committed {
+    /// This group and a later one, committed one after the other.
+    fn then(self, later: Committed) -> Committed {
+        Committed {
+            lsn: later.lsn,
+            commit_time_us: later.commit_time_us,
+            transactions: self.transactions + later.transactions,
+            changes: self.changes + later.changes,
+        }
+    }
+}
+
 type StatementKey = (u32, Kind, Vec<bool>, Vec<bool>);
 
 /// A set-based statement: table, operation, which columns it sets.
@@ -69,12 +86,38 @@ const MAX_RUN_BYTES: usize = 64 << 20;
 /// Changes sent to the target whose replies have not been read yet, at most.
 const MAX_IN_FLIGHT: usize = 512;
 
-/// A change sent ahead of its reply (pipelining): the server runs statements in the order
+type Reply = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>;
+
+/// What a reply must say.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// One change applied by itself: an UPDATE or DELETE touches exactly one row.
+    Change { kind: Kind, rel_id: u32 },
+    /// A set-based statement of a folded run: exactly this many rows.
+    Rows { rel_id: u32, rows: u64 },
+    /// Success (a savepoint).
+    Done,
+}
+
+/// A statement sent ahead of its reply (pipelining): the server runs statements in the order
 /// they were sent; replies are checked in that order before anything else is awaited.
 struct InFlight {
-    reply: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>,
-    kind: Kind,
-    rel_id: u32,
+    reply: Reply,
+    expect: Expect,
+    /// Part of a folded run: a failure means "replay the run in order", not "stop".
+    in_run: bool,
+}
+
+/// A group whose statements are sent; committed (origin position, COMMIT) once its
+/// replies are read.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    lsn: Lsn,
+    time_us: i64,
+    transactions: usize,
+    changes: usize,
+    opened: Option<Instant>,
+    closed: Instant,
 }
 
 /// Applies decoded changes to one target session.
@@ -85,16 +128,25 @@ pub struct Applier {
     relations: RelationCache,
     statements: HashMap<StatementKey, (Statement, Shape)>,
     bulk_statements: HashMap<BulkKey, Statement>,
+    savepoint: Statement,
     /// The run being folded, per table, and its changes as they came (replayed in order if
     /// the target refuses the folded form).
     folds: HashMap<u32, TableFold>,
     run: Vec<LogicalMessage>,
     run_bytes: usize,
+    /// A run whose statements are in flight after `SAVEPOINT ferry_run`.
+    sent_run: Option<Vec<LogicalMessage>>,
+    /// The group whose statements are in flight, not committed yet.
+    closing: Option<Closing>,
+    /// Committed since the caller last heard.
+    done: Option<Committed>,
     limits: BatchLimits,
     /// Everything up to here is committed on the target.
     applied: Lsn,
-    /// A target transaction is open.
+    /// A group is open: a source transaction of it began.
     batch_open: bool,
+    /// The open group's target transaction began (`BEGIN` is sent when first needed).
+    begun: bool,
     batch_started: Option<Instant>,
     batch_transactions: usize,
     batch_changes: usize,
@@ -108,14 +160,19 @@ pub struct Applier {
 
 impl Applier {
     /// Prepares the session (`session_replication_role = replica`, so user triggers and
-    /// foreign keys do not fire a second time) and returns it with the position to stream from.
+    /// foreign keys do not fire a second time; joins by key lookups only, so a folded run of
+    /// a few thousand rows never scans a large table) and returns it with the position to
+    /// stream from.
     pub async fn start(
         target: Client,
         origin_name: &str,
         limits: BatchLimits,
     ) -> Result<(Applier, Lsn), CdcError> {
         target
-            .batch_execute("SET session_replication_role = replica; SET synchronous_commit = on")
+            .batch_execute(
+                "SET session_replication_role = replica; SET synchronous_commit = on; \
+                 SET enable_hashjoin = off; SET enable_mergejoin = off",
+            )
             .await
             .map_err(sql_error(
                 "preparing the apply session (session_replication_role needs a superuser)",
@@ -123,6 +180,10 @@ impl Applier {
         let origin = Origin::ensure(&target, origin_name).await?;
         let applied = origin.progress(&target).await?;
         origin.attach(&target).await?;
+        let savepoint = target
+            .prepare("SAVEPOINT ferry_run")
+            .await
+            .map_err(sql_error("preparing the apply session"))?;
         let applier = Applier {
             target: Arc::new(target),
             in_flight: VecDeque::new(),
@@ -130,12 +191,17 @@ impl Applier {
             relations: RelationCache::default(),
             statements: HashMap::new(),
             bulk_statements: HashMap::new(),
+            savepoint,
             folds: HashMap::new(),
             run: Vec::new(),
             run_bytes: 0,
+            sent_run: None,
+            closing: None,
+            done: None,
             limits,
             applied,
             batch_open: false,
+            begun: false,
             batch_started: None,
             batch_transactions: 0,
             batch_changes: 0,
@@ -151,8 +217,13 @@ impl Applier {
         self.applied
     }
 
-    /// Applies one message; returns what got committed, when a group was committed.
+    /// Applies one message; returns what got committed, when groups were committed.
     pub async fn apply(&mut self, message: LogicalMessage) -> Result<Option<Committed>, CdcError> {
+        self.take(message).await?;
+        Ok(self.done.take())
+    }
+
+    async fn take(&mut self, message: LogicalMessage) -> Result<(), CdcError> {
         match message {
             LogicalMessage::Begin { final_lsn, .. } => {
                 if self.in_transaction {
@@ -161,15 +232,10 @@ impl Applier {
                 self.in_transaction = true;
                 self.skipping = final_lsn < self.applied;
                 if !self.skipping && !self.batch_open {
-                    self.settle().await?;
-                    self.target
-                        .batch_execute("BEGIN")
-                        .await
-                        .map_err(sql_error("starting a target transaction"))?;
                     self.batch_open = true;
+                    self.begun = false;
                     self.batch_started = Some(Instant::now());
                 }
-                Ok(None)
             }
             LogicalMessage::Commit {
                 end_lsn,
@@ -181,14 +247,13 @@ impl Applier {
                 }
                 self.in_transaction = false;
                 if std::mem::take(&mut self.skipping) {
-                    return Ok(None);
+                    return Ok(());
                 }
                 self.batch_transactions += 1;
                 self.last_commit = Some((end_lsn, commit_time_us));
                 if self.batch_full() {
-                    return self.flush().await;
+                    self.close_group().await?;
                 }
-                Ok(None)
             }
             LogicalMessage::Relation {
                 rel_id,
@@ -198,8 +263,9 @@ impl Applier {
                 columns,
                 ..
             } => {
+                // The run so far was folded with the old definition.
                 self.apply_run().await?;
-                self.settle().await?;
+                self.ready().await?;
                 self.relations
                     .define(
                         &self.target,
@@ -212,9 +278,8 @@ impl Applier {
                     .await?;
                 self.statements.retain(|k, _| k.0 != rel_id);
                 self.bulk_statements.retain(|k, _| k.0 != rel_id);
-                Ok(None)
             }
-            _ if self.skipping => Ok(None),
+            _ if self.skipping => {}
             LogicalMessage::Insert { .. }
             | LogicalMessage::Update { .. }
             | LogicalMessage::Delete { .. } => {
@@ -230,19 +295,22 @@ impl Applier {
                 } else {
                     // Applied in order, after the run before it.
                     self.apply_run().await?;
+                    self.begin_target().await?;
                     self.apply_ordered(&message).await?;
                 }
-                Ok(None)
             }
             LogicalMessage::Truncate {
                 options, rel_ids, ..
             } => {
                 self.require_transaction("Truncate")?;
                 self.apply_run().await?;
+                self.begin_target().await?;
                 self.settle().await?;
+                // The stream lists every table the source truncated, children included.
                 let mut names = Vec::with_capacity(rel_ids.len());
                 for id in rel_ids {
-                    names.push(self.relations.get(id)?.qualified.clone());
+                    let rel = self.relations.get(id)?;
+                    names.push(format!("{}{}", rel.only, rel.qualified));
                 }
                 let mut sql = format!("TRUNCATE {}", names.join(", "));
                 if options & 2 != 0 {
@@ -256,65 +324,31 @@ impl Applier {
                     .await
                     .map_err(sql_error("applying a TRUNCATE"))?;
                 self.batch_changes += 1;
-                Ok(None)
             }
             LogicalMessage::Type { .. }
             | LogicalMessage::Origin { .. }
-            | LogicalMessage::Message { .. } => Ok(None),
-            other => Err(CdcError::Stream(format!(
-                "unexpected message {other:?} (streaming was not requested)"
-            ))),
+            | LogicalMessage::Message { .. } => {}
+            other => {
+                return Err(CdcError::Stream(format!(
+                    "unexpected message {other:?} (streaming was not requested)"
+                )))
+            }
         }
-    }
-
-    /// Commits the open group if it holds whole transactions and nothing is in flight; called
-    /// when the stream goes quiet so the position advances without waiting for a full group.
-    pub async fn flush(&mut self) -> Result<Option<Committed>, CdcError> {
-        if self.in_transaction || !self.batch_open {
-            return Ok(None);
-        }
-        self.apply_run().await?;
-        self.settle().await?;
-        let Some((lsn, time_us)) = self.last_commit.take() else {
-            return Ok(None);
-        };
-        self.target
-            .execute(
-                "SELECT pg_replication_origin_xact_setup($1::text::pg_lsn, \
-                        to_timestamp(946684800 + $2::float8 / 1000000))",
-                &[&lsn.to_string(), &(time_us as f64)],
-            )
-            .await
-            .map_err(sql_error("recording the applied position"))?;
-        self.target
-            .batch_execute("COMMIT")
-            .await
-            .map_err(sql_error("committing applied changes on the target"))?;
-        let committed = Committed {
-            lsn,
-            commit_time_us: time_us,
-            transactions: self.batch_transactions,
-            changes: self.batch_changes,
-        };
-        self.applied = lsn;
-        self.batch_open = false;
-        self.batch_started = None;
-        self.batch_transactions = 0;
-        self.batch_changes = 0;
-        Ok(Some(committed))
+        Ok(())
     }
 
     /// Whether changes are received but not yet committed on the target.
     pub fn pending(&self) -> bool {
-        self.in_transaction || self.batch_open
+        self.in_transaction || self.batch_open || self.closing.is_some()
     }
 
-    /// Whether a group is waiting for `flush` because of its age.
+    /// Whether `flush` should run now: a group waits for its commit, or for its age.
     pub fn due(&self) -> bool {
-        !self.in_transaction
-            && self
-                .batch_started
-                .is_some_and(|t| t.elapsed() >= self.limits.max_delay)
+        self.closing.is_some()
+            || (!self.in_transaction
+                && self
+                    .batch_started
+                    .is_some_and(|t| t.elapsed() >= self.limits.max_delay))
     }
 
     fn batch_full(&self) -> bool {

@@ -2,8 +2,6 @@
 //! (tables with `REPLICA IDENTITY FULL`, key changes with unsent TOAST values) and to replay a
 //! run the target refused in folded form.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -11,7 +9,7 @@ use ferry_pg::sql_error;
 use ferry_replication::pgoutput::{ColumnValue, LogicalMessage, TupleData};
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{Applier, InFlight, StatementKey, MAX_IN_FLIGHT};
+use super::{Applier, Expect, InFlight, Reply, StatementKey, MAX_IN_FLIGHT};
 use crate::statement::{self, Kind};
 use crate::CdcError;
 
@@ -69,7 +67,7 @@ impl Applier {
         };
         let key: StatementKey = (rel_id, kind, present(new), present(identify));
         if !self.statements.contains_key(&key) {
-            self.settle().await?;
+            self.drain().await?;
             let rel = self.relations.get(rel_id)?;
             if kind != Kind::Insert && !rel.full_identity && !rel.columns.iter().any(|c| c.key) {
                 return Err(CdcError::TableMismatch {
@@ -106,54 +104,130 @@ impl Applier {
         }
         let client = Arc::clone(&self.target);
         let statement = prepared.clone();
-        let mut reply: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>> =
-            Box::pin(async move {
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                client.execute(&statement, &params).await
-            });
-        // The first poll sends the statement: do it now, so changes leave in stream order.
-        match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
-            Poll::Ready(result) => self.check(result, kind, rel_id)?,
-            Poll::Pending => self.in_flight.push_back(InFlight {
-                reply,
-                kind,
-                rel_id,
-            }),
+        let reply: Reply = Box::pin(async move {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            client.execute(&statement, &params).await
+        });
+        self.send(reply, Expect::Change { kind, rel_id }, false)
+            .await
+    }
+
+    /// Sends a statement (its future's first poll does) and queues its reply; the oldest reply
+    /// is read once too many wait.
+    pub(super) async fn send(
+        &mut self,
+        mut reply: Reply,
+        expect: Expect,
+        in_run: bool,
+    ) -> Result<(), CdcError> {
+        // Statements leave in the order they are sent; a reply already here is kept for its
+        // turn.
+        if let Poll::Ready(result) =
+            std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await
+        {
+            reply = Box::pin(std::future::ready(result));
         }
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            if let Some(oldest) = self.in_flight.pop_front() {
-                let result = oldest.reply.await;
-                self.check(result, oldest.kind, oldest.rel_id)?;
-            }
+        self.in_flight.push_back(InFlight {
+            reply,
+            expect,
+            in_run,
+        });
+        if self.in_flight.len() >= MAX_IN_FLIGHT && !in_run {
+            self.drain_one().await?;
         }
         Ok(())
     }
 
-    /// Reads every outstanding reply, in order. Must run before anything else is awaited on
-    /// the session: tokio-postgres delivers replies in order, and an unread one holds back
-    /// all that follow.
+    /// Reads every outstanding reply, in order, and settles a sent run: released if every
+    /// reply was right, else rolled back to its savepoint and replayed change by change. Must
+    /// run before anything else is awaited on the session: tokio-postgres delivers replies in
+    /// order, and an unread one holds back all that follow.
     pub(super) async fn settle(&mut self) -> Result<(), CdcError> {
-        while let Some(next) = self.in_flight.pop_front() {
-            let result = next.reply.await;
-            self.check(result, next.kind, next.rel_id)?;
+        let refused = self.drain().await?;
+        let Some(run) = self.sent_run.take() else {
+            return Ok(());
+        };
+        let Some(why) = refused else {
+            return Ok(());
+        };
+        tracing::debug!(
+            reason = %why,
+            changes = run.len(),
+            "the target refused a folded run: replaying it change by change"
+        );
+        self.target
+            .batch_execute("ROLLBACK TO SAVEPOINT ferry_run")
+            .await
+            .map_err(sql_error("rolling back a savepoint on the target"))?;
+        for message in &run {
+            self.apply_ordered(message).await?;
         }
+        self.drain().await?;
         Ok(())
+    }
+
+    /// Reads every outstanding reply; a failed change stops apply, a refused run is reported
+    /// (the first reason) for `settle` to replay.
+    async fn drain(&mut self) -> Result<Option<String>, CdcError> {
+        let mut refused = None;
+        while !self.in_flight.is_empty() {
+            if let Some(why) = self.drain_one().await? {
+                refused.get_or_insert(why);
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Reads the oldest reply: Ok(Some(reason)) for a refused run's statement, Ok(None) for a
+    /// good reply (or none left).
+    async fn drain_one(&mut self) -> Result<Option<String>, CdcError> {
+        let Some(next) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let result = next.reply.await;
+        if next.in_run {
+            return Ok(self.refusal(result, next.expect));
+        }
+        self.check(result, next.expect)?;
+        Ok(None)
+    }
+
+    /// Why a run's reply is not what the fold expects, if it is not.
+    fn refusal(
+        &self,
+        result: Result<u64, tokio_postgres::Error>,
+        expect: Expect,
+    ) -> Option<String> {
+        match (result, expect) {
+            (Err(e), _) => Some(sql_error("a folded statement")(e).to_string()),
+            (Ok(got), Expect::Rows { rel_id, rows }) if got != rows => Some(format!(
+                "{} rows of {} touched, {rows} expected",
+                got,
+                self.table_name(rel_id)
+            )),
+            _ => None,
+        }
+    }
+
+    fn table_name(&self, rel_id: u32) -> String {
+        self.relations
+            .get(rel_id)
+            .map(|r| r.display.clone())
+            .unwrap_or_default()
     }
 
     /// One change's reply: an error names the table; an UPDATE or DELETE must touch one row.
     fn check(
         &self,
         result: Result<u64, tokio_postgres::Error>,
-        kind: Kind,
-        rel_id: u32,
+        expect: Expect,
     ) -> Result<(), CdcError> {
-        let table = || {
-            self.relations
-                .get(rel_id)
-                .map(|r| r.display.clone())
-                .unwrap_or_default()
+        let Expect::Change { kind, rel_id } = expect else {
+            result.map_err(sql_error("applying changes on the target"))?;
+            return Ok(());
         };
+        let table = || self.table_name(rel_id);
         let what = match kind {
             Kind::Insert => "insert",
             Kind::Update => "update",
