@@ -8,6 +8,7 @@
 //! that contradicts the run so far) it refuses, and the caller applies that change in order.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use ferry_replication::pgoutput::{ColumnValue, TupleData};
@@ -26,21 +27,21 @@ struct NetRow {
     now: Option<Vec<ColumnValue>>,
 }
 
-/// The net change of one key, as the target must apply it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum NetChange<'a> {
-    Insert(&'a [ColumnValue]),
-    /// The row's new values; `UnchangedToast` marks a column to leave alone.
-    Update(&'a [ColumnValue]),
-    Delete,
+/// A run's net changes to one table (in no particular order: the statements sort by key).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Net {
+    /// Keys of rows that were there and are gone.
+    pub deleted: Vec<RowKey>,
+    /// Rows that were there, with their new values (`UnchangedToast`: leave alone).
+    pub updates: Vec<Vec<ColumnValue>>,
+    /// Rows that were not there.
+    pub inserts: Vec<Vec<ColumnValue>>,
 }
 
 /// One table's folded changes.
 #[derive(Debug, Default)]
 pub(crate) struct TableFold {
-    rows: HashMap<RowKey, NetRow>,
-    /// First-seen order of the keys, so the statements are deterministic.
-    order: Vec<RowKey>,
+    rows: HashMap<RowKey, NetRow, BuildHasherDefault<KeyHasher>>,
     /// Inserts into a table without a key (append-only): kept as they came.
     appended: Vec<Vec<ColumnValue>>,
 }
@@ -107,39 +108,75 @@ impl TableFold {
         true
     }
 
-    /// The net changes, in first-seen key order, then the key-less inserts.
-    pub fn net(&self) -> impl Iterator<Item = NetChange<'_>> {
-        let keyed = self.order.iter().filter_map(|k| {
-            let row = self.rows.get(k)?;
-            match (row.existed, row.now.as_deref()) {
-                (false, None) => None,
-                (false, Some(v)) => Some(NetChange::Insert(v)),
-                (true, Some(v)) => Some(NetChange::Update(v)),
-                (true, None) => Some(NetChange::Delete),
+    /// The net changes, taken apart for the statements that apply them.
+    pub fn into_net(self) -> Net {
+        let mut net = Net {
+            inserts: self.appended,
+            ..Net::default()
+        };
+        for (key, row) in self.rows {
+            match (row.existed, row.now) {
+                (false, None) => {}
+                (false, Some(v)) => net.inserts.push(v),
+                (true, Some(v)) => net.updates.push(v),
+                (true, None) => net.deleted.push(key),
             }
-        });
-        keyed.chain(self.appended.iter().map(|v| NetChange::Insert(v)))
-    }
-
-    /// The keys of the net deletes.
-    pub fn deleted_keys(&self) -> impl Iterator<Item = &RowKey> {
-        self.order.iter().filter(|k| {
-            self.rows
-                .get(*k)
-                .is_some_and(|r| r.existed && r.now.is_none())
-        })
+        }
+        net
     }
 
     /// The row at `key`, created as "there before, untouched" (`existed`) or "absent".
     fn entry(&mut self, key: RowKey, existed: bool) -> &mut NetRow {
-        let order = &mut self.order;
-        self.rows.entry(key).or_insert_with_key(|k| {
-            order.push(k.clone());
-            NetRow {
-                existed,
-                now: existed.then(Vec::new),
-            }
+        self.rows.entry(key).or_insert_with(|| NetRow {
+            existed,
+            now: existed.then(Vec::new),
         })
+    }
+}
+
+/// A fast hash for row keys (the fold hashes every change's key; SipHash's resistance to
+/// chosen collisions buys little for keys the source already holds unique, and costs ~5% of
+/// apply's CPU): 8 bytes at a time, multiply and rotate, then a full mix.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    /// The state mixed so every output bit depends on every input bit (the table indexes
+    /// by the low bits, which the multiplications alone leave blind to high input bits).
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 

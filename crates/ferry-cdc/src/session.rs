@@ -180,7 +180,21 @@ pub(crate) async fn run(
     let mut last_report = tokio::time::Instant::now();
     let tick = Duration::from_millis(50);
     loop {
-        let next = tokio::select! {
+        // While messages are waiting, take them without arming a timer for each.
+        let waiting = {
+            let mut next = std::pin::pin!(stream.next());
+            std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(next.as_mut(), cx))
+            })
+            .await
+        };
+        let next = if let std::task::Poll::Ready(next) = waiting {
+            if stop.is_cancelled() {
+                break;
+            }
+            next
+        } else {
+            tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(tick) => {
                 if applier.due() {
@@ -197,6 +211,7 @@ pub(crate) async fn run(
                 continue;
             }
             next = stream.next() => next,
+            }
         };
         let data = match next {
             Ok(Some(data)) => data,

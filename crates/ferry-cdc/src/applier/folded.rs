@@ -16,7 +16,7 @@ use tokio_postgres::Statement;
 
 use super::{Applier, Expect, Reply};
 use crate::bulk::{self, BulkOp};
-use crate::fold::{row_key, NetChange, RowKey, TableFold};
+use crate::fold::{row_key, TableFold};
 use crate::relations::Relation;
 use crate::CdcError;
 
@@ -92,8 +92,8 @@ impl Applier {
         let mut tables: Vec<(u32, TableFold)> = folds.into_iter().collect();
         tables.sort_by_key(|(id, _)| *id);
         let mut planned = Vec::new();
-        for (rel_id, fold) in &tables {
-            self.plan_table(*rel_id, fold, &mut planned).await?;
+        for (rel_id, fold) in tables {
+            self.plan_table(rel_id, fold, &mut planned).await?;
         }
         let client = Arc::clone(&self.target);
         let savepoint = self.savepoint.clone();
@@ -110,64 +110,57 @@ impl Applier {
     async fn plan_table(
         &mut self,
         rel_id: u32,
-        fold: &TableFold,
+        fold: TableFold,
         planned: &mut Vec<Bulk>,
     ) -> Result<(), CdcError> {
         let rel = self.relations.get(rel_id)?.clone();
         let key: Vec<usize> = rel.key_columns().collect();
+        let net = fold.into_net();
 
-        let deleted: Vec<&RowKey> = fold.deleted_keys().collect();
-        if !deleted.is_empty() {
-            let columns: Vec<Vec<Option<TextValue>>> = (0..key.len())
-                .map(|c| {
-                    deleted
-                        .iter()
-                        .map(|k| k.get(c).cloned().map(TextValue))
-                        .collect()
-                })
-                .collect();
+        if !net.deleted.is_empty() {
+            let rows = net.deleted.len();
+            let mut columns: Vec<Vec<Option<TextValue>>> =
+                key.iter().map(|_| Vec::with_capacity(rows)).collect();
+            for row_key in net.deleted {
+                for (column, value) in columns.iter_mut().zip(row_key) {
+                    column.push(Some(TextValue(value)));
+                }
+            }
             let statement = self
                 .bulk_statement(&rel, rel_id, BulkOp::Delete, vec![], &key)
                 .await?;
-            planned.push(Bulk::new(statement, columns, rel_id, deleted.len()));
+            planned.push(Bulk::new(statement, columns, rel_id, rows));
         }
 
-        let mut updates: HashMap<Vec<bool>, Vec<&[ColumnValue]>> = HashMap::new();
-        let mut inserts: Vec<&[ColumnValue]> = Vec::new();
-        for change in fold.net() {
-            match change {
-                NetChange::Update(row) => {
-                    let written: Vec<bool> = row
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| {
-                            !key.contains(&i) && !matches!(v, ColumnValue::UnchangedToast)
-                        })
-                        .collect();
-                    updates.entry(written).or_default().push(row);
-                }
-                NetChange::Insert(row) => inserts.push(row),
-                NetChange::Delete => {}
-            }
+        let mut shapes: HashMap<Vec<bool>, Vec<Vec<ColumnValue>>> = HashMap::new();
+        for row in net.updates {
+            let written: Vec<bool> = row
+                .iter()
+                .enumerate()
+                .map(|(i, v)| !key.contains(&i) && !matches!(v, ColumnValue::UnchangedToast))
+                .collect();
+            shapes.entry(written).or_default().push(row);
         }
-        let mut shapes: Vec<(Vec<bool>, Vec<&[ColumnValue]>)> = updates.into_iter().collect();
+        let mut shapes: Vec<(Vec<bool>, Vec<Vec<ColumnValue>>)> = shapes.into_iter().collect();
         shapes.sort_by(|a, b| a.0.cmp(&b.0));
         for (written, rows) in shapes {
             let set: Vec<usize> = (0..written.len()).filter(|&i| written[i]).collect();
             let bound: Vec<usize> = set.iter().chain(&key).copied().collect();
-            let columns = columns_of(&rows, &bound)?;
+            let count = rows.len();
+            let columns = columns_of(rows, &bound)?;
             let statement = self
                 .bulk_statement(&rel, rel_id, BulkOp::Update, written, &set)
                 .await?;
-            planned.push(Bulk::new(statement, columns, rel_id, rows.len()));
+            planned.push(Bulk::new(statement, columns, rel_id, count));
         }
-        if !inserts.is_empty() {
+        if !net.inserts.is_empty() {
             let all: Vec<usize> = (0..rel.columns.len()).collect();
-            let columns = columns_of(&inserts, &all)?;
+            let count = net.inserts.len();
+            let columns = columns_of(net.inserts, &all)?;
             let statement = self
                 .bulk_statement(&rel, rel_id, BulkOp::Insert, vec![], &all)
                 .await?;
-            planned.push(Bulk::new(statement, columns, rel_id, inserts.len()));
+            planned.push(Bulk::new(statement, columns, rel_id, count));
         }
         Ok(())
     }
@@ -267,20 +260,23 @@ impl ToSql for TextValue {
     to_sql_checked!();
 }
 
-/// The bound columns of each row, as one array per column.
+/// The bound columns of each row, as one array per column (the values move, no copy).
 fn columns_of(
-    rows: &[&[ColumnValue]],
+    rows: Vec<Vec<ColumnValue>>,
     bound: &[usize],
 ) -> Result<Vec<Vec<Option<TextValue>>>, CdcError> {
     let mut columns: Vec<Vec<Option<TextValue>>> = bound
         .iter()
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
-    for row in rows {
+    for mut row in rows {
         for (column, &i) in columns.iter_mut().zip(bound) {
-            let value = match row.get(i) {
+            let value = match row
+                .get_mut(i)
+                .map(|v| std::mem::replace(v, ColumnValue::Null))
+            {
                 Some(ColumnValue::Null) => None,
-                Some(ColumnValue::Text(b)) => Some(TextValue(b.clone())),
+                Some(ColumnValue::Text(b)) => Some(TextValue(b)),
                 _ => {
                     return Err(CdcError::Stream(format!(
                         "column {i} of a folded change has no value to write"

@@ -44,7 +44,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_transactions: 10_000,
+            max_transactions: 4_000,
             max_changes: 50_000,
             max_delay: Duration::from_millis(200),
             fold: true,
