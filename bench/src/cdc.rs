@@ -3,9 +3,8 @@
 //! own subscriber (`CREATE SUBSCRIPTION`) into two identical copies on one target cluster.
 //! See bench/README.md.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -13,15 +12,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_pg::local_cluster::{ClusterOptions, LocalCluster};
 
-use crate::pg::{self, ident, literal, Tools};
+use crate::pg::{self, ident, literal, Session, Tools};
 use crate::proc::{self, log_tail, run_logged};
 
-const SOURCE_DB: &str = "bench";
-const FERRY_DB: &str = "ferry_t";
-const NATIVE_DB: &str = "native_t";
-const FERRY_SPEC: &str = "cdcbench";
-const NATIVE_SPEC: &str = "cdcnative";
-const SUBSCRIPTION: &str = "native";
+pub(crate) const SOURCE_DB: &str = "bench";
+pub(crate) const FERRY_DB: &str = "ferry_t";
+pub(crate) const NATIVE_DB: &str = "native_t";
+pub(crate) const FERRY_SPEC: &str = "cdcbench";
+pub(crate) const NATIVE_SPEC: &str = "cdcnative";
+pub(crate) const SUBSCRIPTION: &str = "native";
 /// How often the native side's progress is read.
 const POLL: Duration = Duration::from_millis(20);
 /// The issue's target: Ferry at least this many times the native subscriber's tps.
@@ -32,27 +31,34 @@ pub struct CdcArgs {
     /// pgbench transactions in the backlog (split evenly over --clients).
     #[arg(long, default_value_t = 100_000)]
     transactions: u64,
-    /// pgbench clients (`-c`) producing the backlog.
-    #[arg(long, default_value_t = 4)]
-    clients: u32,
-    /// pgbench scale of the source database.
-    #[arg(long, default_value_t = 10)]
-    scale: u32,
     /// Rounds; each round builds a fresh backlog, and Ferry and native alternate who goes first.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    #[command(flatten)]
+    env: EnvArgs,
+}
+
+/// Options shared by the change-capture benchmarks (`cdc` and `cdc-steady`).
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// pgbench clients (`-c`).
+    #[arg(long, default_value_t = 4)]
+    pub clients: u32,
+    /// pgbench scale of the source database.
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
     /// The ferry binary to benchmark.
     #[arg(long, default_value = "target/release/ferry")]
-    ferry: PathBuf,
+    pub ferry: PathBuf,
     /// Where each run's logs (and Ferry's specs and state) are kept.
     #[arg(long, default_value = "target/ferry-bench")]
-    work_dir: PathBuf,
+    pub work_dir: PathBuf,
     /// Seconds after which a side (or a setup step) is stopped and reported FAILED.
     #[arg(long, default_value_t = 3600)]
-    timeout: u64,
+    pub timeout: u64,
     /// Keep the local clusters' durability off (fsync, synchronous_commit, full_page_writes).
     #[arg(long)]
-    no_durability: bool,
+    pub no_durability: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,29 +84,108 @@ struct Round {
     verified: Result<String, String>,
 }
 
-struct Ctx<'a> {
-    tools: &'a Tools,
-    source: &'a LocalCluster,
-    target: &'a LocalCluster,
-    ferry: &'a Path,
-    run_dir: &'a Path,
-    timeout: Duration,
+/// The clusters and files of one run of a change-capture benchmark: a source with a pgbench
+/// database, an empty target cluster, the ferry binary and the run's log directory.
+pub(crate) struct Env {
+    pub tools: Tools,
+    pub source: LocalCluster,
+    pub target: LocalCluster,
+    pub ferry: PathBuf,
+    pub run_dir: PathBuf,
+    pub timeout: Duration,
+    pub settings: Vec<(String, String)>,
 }
 
-impl Ctx<'_> {
-    fn src(&self) -> String {
+impl Env {
+    /// Starts the source and target clusters (the copy benchmark's settings) and fills the
+    /// source: `pgbench -i -s N`, then a primary key on pgbench_history. Logs go to
+    /// `work_dir/<kind>-<unix time>/`.
+    pub fn start(args: &EnvArgs, kind: &str) -> Result<Env> {
+        if args.scale == 0 || args.clients == 0 {
+            bail!("--clients and --scale must be at least 1");
+        }
+        if !args.ferry.is_file() {
+            bail!(
+                "no ferry binary at {} (build it with `cargo build --release -p ferry`, or pass --ferry)",
+                args.ferry.display()
+            );
+        }
+        let ferry = crate::absolute(&args.ferry)?;
+        let tools = Tools::find(15)?;
+        let run_dir =
+            crate::absolute(&args.work_dir)?.join(format!("{kind}-{}", crate::unix_secs()));
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
+
+        let settings = crate::cluster_settings(args.no_durability);
+        let options = |name: &str| ClusterOptions {
+            major: None,
+            settings: settings.clone(),
+            name: name.into(),
+        };
+        let source = LocalCluster::start(&options("cdc-src")).context("starting the source")?;
+        let target = LocalCluster::start(&options("cdc-tgt")).context("starting the target")?;
+        let env = Env {
+            tools,
+            source,
+            target,
+            ferry,
+            run_dir,
+            timeout: Duration::from_secs(args.timeout),
+            settings,
+        };
+
+        env.tools.query(
+            &env.source.conninfo("postgres"),
+            &format!("CREATE DATABASE {}", ident(SOURCE_DB)),
+        )?;
+        let mut init = env.pgbench(&[
+            "-i".into(),
+            "-q".into(),
+            "-s".into(),
+            args.scale.to_string(),
+        ]);
+        run_logged(
+            &mut init,
+            &env.run_dir.join("pgbench-init.log"),
+            Duration::MAX,
+        )
+        .context("pgbench -i failed")?;
+        // pgbench_history has no key: give it one (same table for both sides).
+        env.tools.query(
+            &env.src(),
+            "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY",
+        )?;
+        Ok(env)
+    }
+
+    pub fn src(&self) -> String {
         self.source.conninfo(SOURCE_DB)
     }
 
-    fn spec(&self, round: usize, name: &str) -> PathBuf {
+    /// pgbench with `args` on the source database.
+    pub fn pgbench(&self, args: &[String]) -> Command {
+        let mut cmd = self.tools.pgbench.command();
+        cmd.args(args)
+            .args([
+                "-h",
+                self.source.host(),
+                "-p",
+                &self.source.port().to_string(),
+            ])
+            .args(["-U", self.source.superuser(), SOURCE_DB]);
+        cmd
+    }
+
+    pub fn spec(&self, round: usize, name: &str) -> PathBuf {
         self.run_dir
             .join(format!("r{round}"))
             .join(format!("{name}.toml"))
     }
 
-    fn ferry_cmd(&self, round: usize, verb: &str, spec: &str) -> Command {
+    pub fn ferry_cmd(&self, round: usize, verb: &str, spec: &str) -> Command {
         let path = self.spec(round, spec);
-        let mut cmd = Command::new(self.ferry);
+        let mut cmd = Command::new(&self.ferry);
         if let Some(dir) = path.parent() {
             cmd.current_dir(dir);
         }
@@ -108,93 +193,60 @@ impl Ctx<'_> {
         cmd
     }
 
-    fn log(&self, round: usize, what: &str) -> PathBuf {
+    pub fn log(&self, round: usize, what: &str) -> PathBuf {
         self.run_dir.join(format!("{what}-r{round}.log"))
+    }
+
+    /// The header lines both benchmarks print: title, machine, server, source.
+    pub fn print_header(&self, title: &str, scale: u32) {
+        println!("== {title}, {} ==", crate::date());
+        println!(
+            "machine: {} cores, {} memory",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            crate::mem_total()
+        );
+        println!(
+            "server:  {} (source and target, one cluster each)",
+            pg::server_version(&self.tools, &self.source)
+        );
+        println!(
+            "source:  pgbench scale {scale} (pgbench_history given `id bigserial PRIMARY KEY`)"
+        );
+    }
+
+    /// The footer lines of the header: settings and logs.
+    pub fn print_settings(&self) {
+        let text: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("settings (both clusters): {}", text.join(" "));
+        println!("logs:    {}", self.run_dir.display());
+        println!();
     }
 }
 
 pub fn run(args: &CdcArgs) -> Result<()> {
-    if args.repeat == 0 || args.scale == 0 || args.clients == 0 || args.transactions == 0 {
-        bail!("--transactions, --clients, --scale and --repeat must be at least 1");
+    if args.repeat == 0 || args.transactions == 0 {
+        bail!("--transactions and --repeat must be at least 1");
     }
-    if !args.ferry.is_file() {
-        bail!(
-            "no ferry binary at {} (build it with `cargo build --release -p ferry`, or pass --ferry)",
-            args.ferry.display()
-        );
-    }
-    let per_client = args.transactions.div_ceil(u64::from(args.clients));
-    let ferry = crate::absolute(&args.ferry)?;
-    let tools = Tools::find(15)?;
-    let run_dir = crate::absolute(&args.work_dir)?.join(format!("cdc-{}", crate::unix_secs()));
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let clients = args.env.clients.max(1);
+    let per_client = args.transactions.div_ceil(u64::from(clients));
+    let ctx = Env::start(&args.env, "cdc")?;
 
-    let settings = crate::cluster_settings(args.no_durability);
-    let options = |name: &str| ClusterOptions {
-        major: None,
-        settings: settings.clone(),
-        name: name.into(),
-    };
-    let source = LocalCluster::start(&options("cdc-src")).context("starting the source")?;
-    let target = LocalCluster::start(&options("cdc-tgt")).context("starting the target")?;
-    let ctx = Ctx {
-        tools: &tools,
-        source: &source,
-        target: &target,
-        ferry: &ferry,
-        run_dir: &run_dir,
-        timeout: Duration::from_secs(args.timeout),
-    };
-
-    tools.query(
-        &source.conninfo("postgres"),
-        &format!("CREATE DATABASE {}", ident(SOURCE_DB)),
-    )?;
-    let mut init = tools.pgbench.command();
-    init.args(["-i", "-q", "-s", &args.scale.to_string()])
-        .args(["-h", source.host(), "-p", &source.port().to_string()])
-        .args(["-U", source.superuser(), SOURCE_DB]);
-    run_logged(&mut init, &run_dir.join("pgbench-init.log"), Duration::MAX)
-        .context("pgbench -i failed")?;
-    // pgbench_history has no key: give it one (same table for both sides).
-    tools.query(
-        &ctx.src(),
-        "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY",
-    )?;
-
+    ctx.print_header("ferry change-capture catch-up benchmark", args.env.scale);
     println!(
-        "== ferry change-capture catch-up benchmark, {} ==",
-        crate::date()
-    );
-    println!(
-        "machine: {} cores, {} memory",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        crate::mem_total()
-    );
-    println!(
-        "server:  {} (source and target, one cluster each)",
-        pg::server_version(&tools, &source)
-    );
-    println!(
-        "source:  pgbench scale {} (pgbench_history given `id bigserial PRIMARY KEY`)",
-        args.scale
-    );
-    println!(
-        "backlog: pgbench -n -c {c} -t {per_client} -b tpcb-like ({} transactions) per round, \
+        "backlog: pgbench -n -c {clients} -t {per_client} -b tpcb-like ({} transactions) per round, \
          held in both slots with no consumer",
-        per_client * u64::from(args.clients),
-        c = args.clients
+        per_client * u64::from(clients),
     );
-    println!("ferry:   {} sync --until-caught-up", ferry.display());
+    println!("ferry:   {} sync --until-caught-up", ctx.ferry.display());
     println!(
         "native:  CREATE SUBSCRIPTION on the same target cluster, on the slot and publication \
          of a second `ferry copy`"
     );
-    let setting_text: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("settings (both clusters): {}", setting_text.join(" "));
-    println!("logs:    {}", run_dir.display());
-    println!();
+    ctx.print_settings();
 
     let mut rounds = Vec::new();
     let mut cache_dropped = None;
@@ -211,12 +263,12 @@ pub fn run(args: &CdcArgs) -> Result<()> {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                let _ = teardown(&ctx, round);
+                let _ = teardown(&ctx, round, &[FERRY_SPEC, NATIVE_SPEC]);
                 return Err(e.context(format!("round {round}")));
             }
         };
         rounds.push(r);
-        let notes = teardown(&ctx, round)?;
+        let notes = teardown(&ctx, round, &[FERRY_SPEC, NATIVE_SPEC])?;
         for n in notes {
             println!("round {round}/{}: note: {n}", args.repeat);
         }
@@ -225,58 +277,78 @@ pub fn run(args: &CdcArgs) -> Result<()> {
     Ok(())
 }
 
+/// Recreates `db` on the target and runs `ferry copy` of a spec named `spec` from the source
+/// into it: slot `ferry_<spec>` and publications of the same name stay on the source.
+pub(crate) fn copy_into(ctx: &Env, round: usize, db: &str, spec: &str) -> Result<()> {
+    pg::recreate_db(&ctx.tools, &ctx.target, db)?;
+    let path = ctx.spec(round, spec);
+    let dir = path.parent().context("spec without a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = format!(
+        "name = \"{spec}\"\n\n[source]\ndsn = \"{}\"\n\n[target]\ndsn = \"{}\"\n\n[copy]\njobs = 2\n",
+        ctx.source.conninfo(SOURCE_DB),
+        ctx.target.conninfo(db),
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut copy = ctx.ferry_cmd(round, "copy", spec);
+    copy.arg("-v");
+    run_logged(
+        &mut copy,
+        &ctx.log(round, &format!("{spec}-copy")),
+        ctx.timeout,
+    )
+    .with_context(|| format!("ferry copy of {spec}"))?;
+    Ok(())
+}
+
+/// `CREATE SUBSCRIPTION native` (disabled) in `db` on the slot and publication of the copy
+/// `spec`, every other option at PostgreSQL's default; returns its `synchronous_commit`.
+pub(crate) fn create_subscription(ctx: &Env, db: &str, spec: &str) -> Result<String> {
+    let conninfo = ctx.target.conninfo(db);
+    ctx.tools.query(
+        &conninfo,
+        &format!(
+            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, \
+             slot_name = {}, copy_data = false, enabled = false)",
+            ident(SUBSCRIPTION),
+            literal(&ctx.source.conninfo(SOURCE_DB)),
+            ident(&format!("ferry_{spec}")),
+            literal(&format!("ferry_{spec}")),
+        ),
+    )?;
+    ctx.tools.query(
+        &conninfo,
+        &format!(
+            "SELECT subsynccommit FROM pg_subscription WHERE subname = {}",
+            literal(SUBSCRIPTION)
+        ),
+    )
+}
+
+/// The subscription's apply errors so far (`pg_stat_subscription_stats`), to compare.
+pub(crate) fn apply_errors_sql() -> String {
+    format!(
+        "SELECT apply_error_count FROM pg_stat_subscription_stats WHERE subname = {}",
+        literal(SUBSCRIPTION)
+    )
+}
+
 fn run_round(
-    ctx: &Ctx<'_>,
+    ctx: &Env,
     args: &CdcArgs,
     round: usize,
     per_client: u64,
     cache_dropped: &mut Option<bool>,
     sync_commit: &mut String,
 ) -> Result<Round> {
-    let tools = ctx.tools;
+    let tools = &ctx.tools;
     let src = ctx.src();
     let prefix = format!("round {round}/{}:", args.repeat);
 
     // Two identical copies, each with its own slot and publication.
-    for (db, spec) in [(FERRY_DB, FERRY_SPEC), (NATIVE_DB, NATIVE_SPEC)] {
-        pg::recreate_db(tools, ctx.target, db)?;
-        let path = ctx.spec(round, spec);
-        let dir = path.parent().context("spec without a directory")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let text = format!(
-            "name = \"{spec}\"\n\n[source]\ndsn = \"{}\"\n\n[target]\ndsn = \"{}\"\n\n[copy]\njobs = 2\n",
-            ctx.source.conninfo(SOURCE_DB),
-            ctx.target.conninfo(db),
-        );
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        let mut copy = ctx.ferry_cmd(round, "copy", spec);
-        copy.arg("-v");
-        run_logged(
-            &mut copy,
-            &ctx.log(round, &format!("{spec}-copy")),
-            ctx.timeout,
-        )
-        .with_context(|| format!("ferry copy of {spec}"))?;
-    }
-    let native = ctx.target.conninfo(NATIVE_DB);
-    tools.query(
-        &native,
-        &format!(
-            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, \
-             slot_name = {}, copy_data = false, enabled = false)",
-            ident(SUBSCRIPTION),
-            literal(&ctx.source.conninfo(SOURCE_DB)),
-            ident(&format!("ferry_{NATIVE_SPEC}")),
-            literal(&format!("ferry_{NATIVE_SPEC}")),
-        ),
-    )?;
-    *sync_commit = tools.query(
-        &native,
-        &format!(
-            "SELECT subsynccommit FROM pg_subscription WHERE subname = {}",
-            literal(SUBSCRIPTION)
-        ),
-    )?;
+    copy_into(ctx, round, FERRY_DB, FERRY_SPEC)?;
+    copy_into(ctx, round, NATIVE_DB, NATIVE_SPEC)?;
+    *sync_commit = create_subscription(ctx, NATIVE_DB, NATIVE_SPEC)?;
 
     // The backlog, held in both slots.
     let slot_lsn = |spec: &str| {
@@ -294,17 +366,15 @@ fn run_round(
         bail!("a slot is missing after `ferry copy` (ferry: {ferry_start:?}, native: {native_start:?})");
     }
     let history_before = tools.query_i64(&src, "SELECT count(*) FROM pgbench_history")?;
-    let mut bench = tools.pgbench.command();
-    bench
-        .args(["-n", "-c", &args.clients.to_string()])
-        .args(["-t", &per_client.to_string(), "-b", "tpcb-like"])
-        .args([
-            "-h",
-            ctx.source.host(),
-            "-p",
-            &ctx.source.port().to_string(),
-        ])
-        .args(["-U", ctx.source.superuser(), SOURCE_DB]);
+    let mut bench = ctx.pgbench(&[
+        "-n".into(),
+        "-c".into(),
+        args.env.clients.to_string(),
+        "-t".into(),
+        per_client.to_string(),
+        "-b".into(),
+        "tpcb-like".into(),
+    ]);
     let made = run_logged(&mut bench, &ctx.log(round, "pgbench"), ctx.timeout)
         .context("pgbench (the backlog) failed")?;
     let end = tools.query(&src, "SELECT pg_current_wal_lsn()")?;
@@ -371,7 +441,7 @@ fn run_round(
         }
     }
 
-    let verified = verify(ctx).map_err(|e| format!("{e:#}"));
+    let verified = verify(ctx, &[FERRY_DB, NATIVE_DB], &[]).map_err(|e| format!("{e:#}"));
     match &verified {
         Ok(text) => println!("{prefix} verified: {text}"),
         Err(e) => println!("{prefix} verify FAILED: {e}"),
@@ -388,9 +458,9 @@ fn run_round(
 
 /// Checkpoints and restarts both clusters and drops the page cache (or, where that is not
 /// permitted, reads the source's and this side's target tables once), as the copy bench does.
-fn prepare_side(ctx: &Ctx<'_>, side: Side, cache_dropped: &mut Option<bool>) -> Result<()> {
-    pg::checkpoint_and_restart(ctx.tools, ctx.source)?;
-    pg::checkpoint_and_restart(ctx.tools, ctx.target)?;
+fn prepare_side(ctx: &Env, side: Side, cache_dropped: &mut Option<bool>) -> Result<()> {
+    pg::checkpoint_and_restart(&ctx.tools, &ctx.source)?;
+    pg::checkpoint_and_restart(&ctx.tools, &ctx.target)?;
     let dropped = pg::drop_page_cache();
     if !dropped {
         let db = match side {
@@ -415,7 +485,7 @@ fn prepare_side(ctx: &Ctx<'_>, side: Side, cache_dropped: &mut Option<bool>) -> 
     Ok(())
 }
 
-fn run_ferry(ctx: &Ctx<'_>, round: usize) -> Result<SideResult> {
+fn run_ferry(ctx: &Env, round: usize) -> Result<SideResult> {
     let mut sync = ctx.ferry_cmd(round, "sync", FERRY_SPEC);
     sync.args(["-v", "--until-caught-up"]);
     let m = run_logged(&mut sync, &ctx.log(round, "ferry-sync"), ctx.timeout)?;
@@ -444,9 +514,9 @@ fn run_ferry(ctx: &Ctx<'_>, round: usize) -> Result<SideResult> {
 
 /// Enables the subscription and times until the source's slot confirms END; polls through two
 /// open psql sessions (no process start per poll).
-fn run_native(ctx: &Ctx<'_>, end: &str) -> Result<SideResult> {
-    let mut src = Session::open(ctx.tools, &ctx.source.conninfo(SOURCE_DB))?;
-    let mut tgt = Session::open(ctx.tools, &ctx.target.conninfo(NATIVE_DB))?;
+fn run_native(ctx: &Env, end: &str) -> Result<SideResult> {
+    let mut src = Session::open(&ctx.tools, &ctx.source.conninfo(SOURCE_DB))?;
+    let mut tgt = Session::open(&ctx.tools, &ctx.target.conninfo(NATIVE_DB))?;
     let caught_up = format!(
         "SELECT coalesce(confirmed_flush_lsn >= {}::pg_lsn, false) FROM pg_replication_slots \
          WHERE slot_name = {}",
@@ -458,10 +528,7 @@ fn run_native(ctx: &Ctx<'_>, end: &str) -> Result<SideResult> {
          FROM pg_subscription WHERE subname = {}",
         literal(SUBSCRIPTION)
     );
-    let errors = format!(
-        "SELECT apply_error_count FROM pg_stat_subscription_stats WHERE subname = {}",
-        literal(SUBSCRIPTION)
-    );
+    let errors = apply_errors_sql();
     let errors_before = tgt.line(&errors)?;
     let ticks = proc::CpuTicks::now();
     let started = Instant::now();
@@ -522,36 +589,58 @@ fn run_native(ctx: &Ctx<'_>, end: &str) -> Result<SideResult> {
     })
 }
 
-/// sum(abalance) and row counts must be equal on the source and both targets.
-fn verify(ctx: &Ctx<'_>) -> Result<String> {
-    const SQL: &str = "SELECT (SELECT count(*) FROM pgbench_accounts) || ' ' || \
-         (SELECT sum(abalance) FROM pgbench_accounts) || ' ' || \
-         (SELECT count(*) FROM pgbench_history)";
-    let want = ctx.tools.query(&ctx.src(), SQL)?;
+/// `count(*)` and `sum(abalance)` of pgbench_accounts, and `count(*)` of pgbench_history and
+/// of every table of `extra`, must be equal on the source and in every database of `dbs` on
+/// the target.
+pub(crate) fn verify(ctx: &Env, dbs: &[&str], extra: &[&str]) -> Result<String> {
+    let mut parts = vec![
+        "(SELECT count(*) FROM pgbench_accounts)".to_string(),
+        "(SELECT sum(abalance) FROM pgbench_accounts)".to_string(),
+        "(SELECT count(*) FROM pgbench_history)".to_string(),
+    ];
+    parts.extend(
+        extra
+            .iter()
+            .map(|t| format!("(SELECT count(*) FROM {})", ident(t))),
+    );
+    let sql = format!("SELECT {}", parts.join(" || ' ' || "));
+    let want = ctx.tools.query(&ctx.src(), &sql)?;
     let mut problems = Vec::new();
-    for db in [FERRY_DB, NATIVE_DB] {
-        let got = ctx.tools.query(&ctx.target.conninfo(db), SQL)?;
+    for db in dbs {
+        let got = ctx.tools.query(&ctx.target.conninfo(db), &sql)?;
         if got != want {
             problems.push(format!(
-                "{db}: accounts/sum(abalance)/history = {got}, source {want}"
+                "{db}: accounts/sum(abalance)/history{} = {got}, source {want}",
+                extra.iter().map(|t| format!("/{t}")).collect::<String>()
             ));
         }
     }
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
-    let parts: Vec<&str> = want.split(' ').collect();
-    Ok(format!(
-        "pgbench_accounts {} rows, sum(abalance) {}, pgbench_history {} rows on the source, {FERRY_DB} and {NATIVE_DB}",
-        parts.first().unwrap_or(&""),
-        parts.get(1).unwrap_or(&""),
-        parts.get(2).unwrap_or(&"")
-    ))
+    let values: Vec<&str> = want.split(' ').collect();
+    let value = |i: usize| values.get(i).copied().unwrap_or("");
+    let mut text = format!(
+        "pgbench_accounts {} rows, sum(abalance) {}, pgbench_history {} rows",
+        value(0),
+        value(1),
+        value(2)
+    );
+    for (i, table) in extra.iter().enumerate() {
+        text.push_str(&format!(", {table} {} rows", value(3 + i)));
+    }
+    let places = match dbs {
+        [] => String::new(),
+        [one] => format!(" and {one}"),
+        [init @ .., last] => format!(", {} and {last}", init.join(", ")),
+    };
+    Ok(format!("{text} on the source{places}"))
 }
 
-/// Drops the subscription (keeping its slot for `ferry abort`), aborts both specs and drops
-/// anything left on the source; returns a note for each leftover or failure.
-fn teardown(ctx: &Ctx<'_>, round: usize) -> Result<Vec<String>> {
+/// Drops the subscription (keeping its slot for `ferry abort`), aborts `specs` (those whose
+/// spec was written) and drops anything left on the source; returns a note for each leftover
+/// or failure.
+pub(crate) fn teardown(ctx: &Env, round: usize, specs: &[&str]) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let native = ctx.target.conninfo(NATIVE_DB);
     let exists = ctx
@@ -586,7 +675,7 @@ fn teardown(ctx: &Ctx<'_>, round: usize) -> Result<Vec<String>> {
         }
         sleep(POLL);
     }
-    for spec in [FERRY_SPEC, NATIVE_SPEC] {
+    for &spec in specs {
         if !ctx.spec(round, spec).is_file() {
             continue;
         }
@@ -735,60 +824,5 @@ fn print_report(rounds: &[Round], sync_commit: &str, cache_dropped: Option<bool>
     match ferry.iter().filter_map(|r| r.peak_rss_kib).max() {
         Some(kib) => println!("ferry peak RSS = {:.0} MB", crate::tools::mb(kib)),
         None => println!("ferry peak RSS = unknown"),
-    }
-}
-
-/// One long-lived psql session: a query per line in, one unaligned line out.
-struct Session {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Session {
-    fn open(tools: &Tools, conninfo: &str) -> Result<Session> {
-        let mut child = tools
-            .psql(conninfo)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("cannot start psql")?;
-        let stdin = child.stdin.take().context("no psql stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("no psql stdout")?);
-        Ok(Session {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    /// Runs one statement; returns its first output line (a sentinel ends statements without
-    /// output).
-    fn line(&mut self, sql: &str) -> Result<String> {
-        writeln!(self.stdin, "{sql};\nSELECT '<end>';").context("psql session ended")?;
-        self.stdin.flush().context("psql session ended")?;
-        let mut first = None;
-        loop {
-            let mut buf = String::new();
-            if self.stdout.read_line(&mut buf).context("psql session")? == 0 {
-                bail!("psql session ended while running: {sql}");
-            }
-            let text = buf.trim_end().to_string();
-            if text == "<end>" {
-                return Ok(first.unwrap_or_default());
-            }
-            if first.is_none() {
-                first = Some(text);
-            }
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "\\q");
-        let _ = self.stdin.flush();
-        let _ = self.child.wait();
     }
 }

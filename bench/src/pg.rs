@@ -1,10 +1,11 @@
 //! The PostgreSQL side of the benchmark: client tools, SQL through psql, clusters, caches.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use ferry_pg::binaries::{client_tool, ClientTool};
@@ -256,5 +257,63 @@ impl Expected {
         } else {
             bail!("wrong copy: {}", problems.join("; "))
         }
+    }
+}
+
+/// One long-lived psql session: a query per line in, one unaligned line out.
+pub struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Session {
+    pub fn open(tools: &Tools, conninfo: &str) -> Result<Session> {
+        let mut child = tools
+            .psql(conninfo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start psql")?;
+        let stdin = child.stdin.take().context("no psql stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("no psql stdout")?);
+        Ok(Session {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// Runs one statement; returns its first output line (empty when it has none).
+    pub fn line(&mut self, sql: &str) -> Result<String> {
+        Ok(self.lines(sql)?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Runs one statement; returns every output line (a sentinel ends the output, so
+    /// statements without output work too).
+    pub fn lines(&mut self, sql: &str) -> Result<Vec<String>> {
+        writeln!(self.stdin, "{sql};\nSELECT '<end>';").context("psql session ended")?;
+        self.stdin.flush().context("psql session ended")?;
+        let mut lines = Vec::new();
+        loop {
+            let mut buf = String::new();
+            if self.stdout.read_line(&mut buf).context("psql session")? == 0 {
+                bail!("psql session ended while running: {sql}");
+            }
+            let text = buf.trim_end().to_string();
+            if text == "<end>" {
+                return Ok(lines);
+            }
+            lines.push(text);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "\\q");
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
     }
 }

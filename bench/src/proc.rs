@@ -85,7 +85,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// utime + stime of a live process, in seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
+pub fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -139,22 +139,29 @@ pub fn run_logged_status(
     log: &Path,
     timeout: Duration,
 ) -> Result<(Measured, ExitStatus)> {
-    let file = open_log(log, &[cmd])?;
-    cmd.stdin(Stdio::null())
-        .stdout(log_stdio(&file, log)?)
-        .stderr(log_stdio(&file, log)?);
     let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", describe(cmd)))?;
-    // Release the command's copies of the log descriptors.
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = spawn_logged(cmd, log)?;
     let (measured, statuses) = wait_all(vec![(describe(cmd), child)], started, timeout, log)?;
     let status = statuses
         .into_iter()
         .next()
         .context("no exit status from a finished process")?;
     Ok((measured, status))
+}
+
+/// Starts `cmd` in the background with its stdout and stderr appended to `log` (after a
+/// header line naming it); the caller waits for it.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let file = open_log(log, &[cmd])?;
+    cmd.stdin(Stdio::null())
+        .stdout(log_stdio(&file, log)?)
+        .stderr(log_stdio(&file, log)?);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    // Release the command's copies of the log descriptors.
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    Ok(child)
 }
 
 /// Runs `first | second`, both writing their stderr (and `second` its stdout) to `log`.
