@@ -7,12 +7,14 @@
 //! whose copy does not match the source (row counts, valid indexes, constraints) is FAILED,
 //! not timed. See bench/README.md.
 //!
-//! `ferry-bench cdc` is the change-capture catch-up benchmark instead (see `cdc.rs`).
+//! `ferry-bench cdc` is the change-capture catch-up benchmark instead (see `cdc.rs`), and
+//! `ferry-bench cdc-steady` the steady-state lag benchmark (see `steady.rs`).
 
 mod cdc;
 mod pg;
 mod proc;
 mod report;
+mod steady;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -57,8 +59,9 @@ const BUSY_WARNING: f64 = 0.10;
 #[command(
     name = "ferry-bench",
     about = "Ferry's benchmarks on throwaway local clusters: `copy` (the default: ferry copy vs \
-             pgcopydb vs pg_dump/pg_restore vs pg_dump | psql, plus the server-side COPY floor) \
-             and `cdc` (change-capture catch-up: ferry sync vs a native subscription)",
+             pgcopydb vs pg_dump/pg_restore vs pg_dump | psql, plus the server-side COPY floor), \
+             `cdc` (change-capture catch-up: ferry sync vs a native subscription) and \
+             `cdc-steady` (change-capture lag under a steady load)",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -76,6 +79,10 @@ enum Mode {
     /// The change-capture catch-up benchmark: a pgbench backlog held in two slots, applied by
     /// `ferry sync --until-caught-up` and by a native `CREATE SUBSCRIPTION`.
     Cdc(cdc::CdcArgs),
+    /// The change-capture steady-state benchmark: pgbench as fast as the source sustains while
+    /// `ferry sync` applies live (then a native subscription); heartbeat lag p50/p99 and
+    /// Ferry's peak RSS.
+    CdcSteady(steady::SteadyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
         None => run(&cli.copy),
         Some(Mode::Copy(args)) => run(args),
         Some(Mode::Cdc(args)) => cdc::run(args),
+        Some(Mode::CdcSteady(args)) => steady::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
