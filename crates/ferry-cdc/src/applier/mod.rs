@@ -46,7 +46,7 @@ impl Default for BatchLimits {
         BatchLimits {
             max_transactions: 4_000,
             max_changes: 50_000,
-            max_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(100),
             fold: true,
         }
     }
@@ -136,6 +136,8 @@ pub struct Applier {
     run_bytes: usize,
     /// A run whose statements are in flight after `SAVEPOINT ferry_run`.
     sent_run: Option<Vec<LogicalMessage>>,
+    /// Why the target refused the sent run, once a reply said so.
+    refused: Option<String>,
     /// The group whose statements are in flight, not committed yet.
     closing: Option<Closing>,
     /// Committed since the caller last heard.
@@ -196,6 +198,7 @@ impl Applier {
             run: Vec::new(),
             run_bytes: 0,
             sent_run: None,
+            refused: None,
             closing: None,
             done: None,
             limits,
@@ -219,6 +222,7 @@ impl Applier {
 
     /// Applies one message; returns what got committed, when groups were committed.
     pub async fn apply(&mut self, message: LogicalMessage) -> Result<Option<Committed>, CdcError> {
+        self.reap().await?;
         self.take(message).await?;
         Ok(self.done.take())
     }

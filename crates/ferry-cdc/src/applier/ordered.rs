@@ -170,7 +170,7 @@ impl Applier {
     /// Reads every outstanding reply; a failed change stops apply, a refused run is reported
     /// (the first reason) for `settle` to replay.
     async fn drain(&mut self) -> Result<Option<String>, CdcError> {
-        let mut refused = None;
+        let mut refused = self.refused.take();
         while !self.in_flight.is_empty() {
             if let Some(why) = self.drain_one().await? {
                 refused.get_or_insert(why);
@@ -186,11 +186,41 @@ impl Applier {
             return Ok(None);
         };
         let result = next.reply.await;
-        if next.in_run {
-            return Ok(self.refusal(result, next.expect));
+        self.take_reply(result, next.expect, next.in_run)
+    }
+
+    fn take_reply(
+        &mut self,
+        result: Result<u64, tokio_postgres::Error>,
+        expect: Expect,
+        in_run: bool,
+    ) -> Result<Option<String>, CdcError> {
+        if in_run {
+            return Ok(self.refusal(result, expect));
         }
-        self.check(result, next.expect)?;
+        self.check(result, expect)?;
         Ok(None)
+    }
+
+    /// Reads the replies already here, without waiting; once a closed group's replies are
+    /// all in, commits it, so a group's commit waits for the target, not for the next group.
+    pub(super) async fn reap(&mut self) -> Result<(), CdcError> {
+        if self.closing.is_none() {
+            return Ok(());
+        }
+        while let Some(front) = self.in_flight.front_mut() {
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(front.reply.as_mut().poll(cx))).await;
+            let Poll::Ready(result) = polled else {
+                return Ok(());
+            };
+            if let Some(next) = self.in_flight.pop_front() {
+                if let Some(why) = self.take_reply(result, next.expect, next.in_run)? {
+                    self.refused.get_or_insert(why);
+                }
+            }
+        }
+        self.ready().await
     }
 
     /// Why a run's reply is not what the fold expects, if it is not.
