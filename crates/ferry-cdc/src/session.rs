@@ -154,7 +154,8 @@ pub(crate) async fn run(
     if run.streamed_once {
         on_event(SyncEvent::Resumed { from: applied });
     } else {
-        run.summary.started_at = applied;
+        // A fresh origin reads 0/0: the stream really starts where the slot stands.
+        run.summary.started_at = applied.max(confirmed);
     }
     run.summary.applied = applied;
     run.streamed_once = true;
