@@ -109,6 +109,43 @@ pub enum CdcError {
         applied: Lsn,
     },
 
+    /// The source was told the spool holds changes the target lacks, and the spool is gone.
+    #[error(
+        "replication slot \"{slot}\" was confirmed through {confirmed} while `ferry copy` \
+         spooled the change stream to {dir}, but there is no spool there and the target holds \
+         changes only through {applied}: the changes in between exist nowhere else. If the \
+         spool was moved, put it back; otherwise start over with `ferry copy SPEC --restart`"
+    )]
+    SpoolMissing {
+        slot: String,
+        dir: String,
+        confirmed: Lsn,
+        applied: Lsn,
+    },
+
+    /// The spool does not hold every change between the target's position and the slot's.
+    #[error(
+        "replication slot \"{slot}\" was confirmed through {confirmed}, but the spool in {dir} \
+         holds changes only from {start} to {end} and the target holds changes through \
+         {applied}: the changes in between exist nowhere else. Start over with `ferry copy \
+         SPEC --restart`"
+    )]
+    SpoolIncomplete {
+        slot: String,
+        dir: String,
+        start: Lsn,
+        end: Lsn,
+        confirmed: Lsn,
+        applied: Lsn,
+    },
+
+    /// The spool is needed and cannot be read back.
+    #[error(
+        "the change stream `ferry copy` spooled cannot be read back ({detail}), and the source \
+         no longer has those changes: start over with `ferry copy SPEC --restart`"
+    )]
+    SpoolDamaged { detail: String },
+
     /// The source ended the stream on its own (it does when it shuts down).
     #[error(
         "the source ended the replication stream of slot \"{slot}\" (shutting down or \
@@ -152,6 +189,9 @@ impl CdcError {
             | CdcError::PublicationMissing { .. }
             | CdcError::SystemChanged { .. }
             | CdcError::PositionBehind { .. }
+            | CdcError::SpoolMissing { .. }
+            | CdcError::SpoolIncomplete { .. }
+            | CdcError::SpoolDamaged { .. }
             | CdcError::GaveUp { .. } => false,
         }
     }
@@ -245,7 +285,10 @@ fn replication_transient(e: &ReplicationError) -> bool {
         | ReplicationError::Server { .. }
         | ReplicationError::Stream { .. } => e.code().is_some_and(transient_code),
         ReplicationError::Pg(e) => pg_transient(e),
-        ReplicationError::Protocol(_) | ReplicationError::Decode { .. } => false,
+        ReplicationError::Protocol(_)
+        | ReplicationError::Decode { .. }
+        | ReplicationError::SpoolIo { .. }
+        | ReplicationError::SpoolCorrupt { .. } => false,
     }
 }
 

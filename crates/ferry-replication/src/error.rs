@@ -44,6 +44,22 @@ pub enum ReplicationError {
     #[error("the replication connection was lost: {0}")]
     Io(#[from] std::io::Error),
 
+    /// Reading or writing the local spool failed (disk full, permissions, …). Only what the
+    /// spool holds durably is ever confirmed to the source, so nothing is lost: fix the disk
+    /// and run the command again.
+    #[error("{what} ({path}): {source}")]
+    SpoolIo {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The spool on disk is not what Ferry wrote: a segment missing, or damaged where no
+    /// crash can tear it.
+    #[error("the spool is damaged at {path}: {detail}")]
+    SpoolCorrupt { path: String, detail: String },
+
     #[error(transparent)]
     Pg(#[from] ferry_pg::PgError),
 }
