@@ -25,6 +25,16 @@ pub struct Recorded {
     /// The last position confirmed past the target's origin (see
     /// [`crate::SyncEvent::ConfirmedAhead`]), as stored by the caller.
     pub confirmed_ahead: Option<ConfirmedAhead>,
+    /// The last position `ferry copy` confirmed to the source once its spool held everything
+    /// up to it (docs/adr/0010-spool-during-copy.md).
+    pub spooled: Option<Lsn>,
+}
+
+/// What the spool on disk holds: every change from `start` to `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpoolCover {
+    pub start: Lsn,
+    pub end: Lsn,
 }
 
 /// A confirmation past the target's origin: the source was told `confirmed` while the
@@ -128,10 +138,34 @@ pub(crate) async fn publications(admin: &Client, names: &[String]) -> Result<(),
     }
 }
 
+/// Where the target's data reaches: the origin's progress, or the consistent point before
+/// anything was applied (the target then holds the copy).
+pub(crate) fn target_holds(applied: Lsn, recorded: &Recorded) -> Lsn {
+    if applied == Lsn(0) {
+        recorded.consistent_lsn
+    } else {
+        applied
+    }
+}
+
+/// Whether the slot still has every change after what the target holds (its confirmed
+/// position is not past it, or only by a confirmation Ferry recorded at exactly this origin).
+pub(crate) fn slot_has_the_rest(
+    confirmed: Lsn,
+    applied: Lsn,
+    recorded: &Recorded,
+    ahead: Option<ConfirmedAhead>,
+) -> bool {
+    let ahead_covers = ahead.is_some_and(|a| a.applied == applied && confirmed <= a.confirmed);
+    confirmed <= target_holds(applied, recorded) || ahead_covers
+}
+
 /// The source must not have been told more than the target holds: streaming starts at the
 /// later of the two, so anything between would be skipped without a word. `applied` is the
 /// origin's progress (0/0 before anything was applied: the target then holds the copy, up to
-/// the consistent point). A confirmation ahead made at exactly this `applied` covers the gap.
+/// the consistent point). A confirmation ahead made at exactly this `applied` covers the gap;
+/// so does the spool `ferry copy` wrote, when the position was confirmed by it (`spooled`)
+/// and the spool on disk (`spool`) holds every change from the target's position on.
 pub(crate) fn resume_position(
     slot: &str,
     origin: &str,
@@ -139,15 +173,31 @@ pub(crate) fn resume_position(
     applied: Lsn,
     recorded: &Recorded,
     ahead: Option<ConfirmedAhead>,
+    spool: (Option<SpoolCover>, &str),
 ) -> Result<(), CdcError> {
-    let holds = if applied == Lsn(0) {
-        recorded.consistent_lsn
-    } else {
-        applied
-    };
-    let ahead_covers = ahead.is_some_and(|a| a.applied == applied && confirmed <= a.confirmed);
-    if confirmed <= holds || ahead_covers {
+    if slot_has_the_rest(confirmed, applied, recorded, ahead) {
         return Ok(());
+    }
+    let holds = target_holds(applied, recorded);
+    let (cover, dir) = spool;
+    if recorded.spooled.is_some_and(|s| confirmed <= s) {
+        return match cover {
+            Some(c) if c.start <= holds && confirmed <= c.end => Ok(()),
+            Some(c) => Err(CdcError::SpoolIncomplete {
+                slot: slot.to_owned(),
+                dir: dir.to_owned(),
+                start: c.start,
+                end: c.end,
+                confirmed,
+                applied: holds,
+            }),
+            None => Err(CdcError::SpoolMissing {
+                slot: slot.to_owned(),
+                dir: dir.to_owned(),
+                confirmed,
+                applied: holds,
+            }),
+        };
     }
     Err(CdcError::PositionBehind {
         slot: slot.to_owned(),
@@ -173,7 +223,64 @@ mod tests {
             applied: Lsn(a),
             confirmed: Lsn(c),
         });
-        resume_position("s", "o", Lsn(confirmed), Lsn(applied), &recorded(), idle)
+        let spool = (None, "spool");
+        resume_position(
+            "s",
+            "o",
+            Lsn(confirmed),
+            Lsn(applied),
+            &recorded(),
+            idle,
+            spool,
+        )
+    }
+
+    /// The slot confirmed through `confirmed` by the spooler (which recorded `spooled`), the
+    /// spool on disk holding `cover`.
+    fn spooled(
+        confirmed: u64,
+        applied: u64,
+        spooled: u64,
+        cover: Option<(u64, u64)>,
+    ) -> Result<(), CdcError> {
+        let recorded = Recorded {
+            spooled: Some(Lsn(spooled)),
+            ..recorded()
+        };
+        let cover = cover.map(|(start, end)| SpoolCover {
+            start: Lsn(start),
+            end: Lsn(end),
+        });
+        let spool = (cover, "spool");
+        resume_position(
+            "s",
+            "o",
+            Lsn(confirmed),
+            Lsn(applied),
+            &recorded,
+            None,
+            spool,
+        )
+    }
+
+    #[test]
+    fn a_slot_confirmed_by_the_spooler_resumes_from_the_spool() {
+        assert!(spooled(300, 0, 300, Some((100, 300))).is_ok(), "first sync");
+        assert!(
+            spooled(300, 200, 300, Some((150, 320))).is_ok(),
+            "part applied"
+        );
+        let e = spooled(300, 0, 300, None).expect_err("spool gone");
+        assert!(matches!(e, CdcError::SpoolMissing { .. }), "{e:?}");
+        let e = spooled(300, 0, 300, Some((100, 250))).expect_err("spool short");
+        assert!(matches!(e, CdcError::SpoolIncomplete { .. }), "{e:?}");
+        let e = spooled(300, 120, 300, Some((150, 300))).expect_err("gap before the spool");
+        assert!(matches!(e, CdcError::SpoolIncomplete { .. }), "{e:?}");
+        // Confirmed further than the spooler ever recorded: not the spool's doing.
+        let e = spooled(400, 0, 300, Some((100, 400))).expect_err("not recorded");
+        assert!(matches!(e, CdcError::PositionBehind { .. }), "{e:?}");
+        // The slot still has everything: no spool needed.
+        assert!(spooled(100, 0, 300, None).is_ok());
     }
 
     #[test]

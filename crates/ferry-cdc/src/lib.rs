@@ -10,6 +10,7 @@ mod error;
 mod fold;
 mod origin;
 mod relations;
+mod replay;
 mod retry;
 mod session;
 mod statement;

@@ -12,11 +12,15 @@ use ferry_replication::pgoutput::{
 use ferry_replication::{LogicalStream, ReplicationConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::{checks, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncEvent};
+use crate::{checks, replay, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncEvent};
 use crate::{SyncOptions, SyncProgress, SyncSummary};
 
 /// The prefix of the logical message that marks "caught up" in `until_caught_up` mode.
 const MARKER_PREFIX: &str = "ferry.caught_up";
+
+/// A replication connection left idle longer than this (while the spool is applied) is
+/// replaced before streaming: servers and proxies may close idle sessions.
+const REPLICATION_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// An idle stream's position is confirmed at most this often (each confirmation is stored
 /// by the caller first).
@@ -32,7 +36,7 @@ pub(crate) struct Run {
     /// The caught-up marker's content, the same in every session (any copy of it will do).
     marker: Option<String>,
     /// What the target's origin holds, as last read.
-    durable: Lsn,
+    pub(crate) durable: Lsn,
     /// The latest confirmation ahead of the origin, stored by the caller or recorded.
     ahead: Option<ConfirmedAhead>,
     last_idle_confirm: Option<Instant>,
@@ -53,18 +57,38 @@ impl Run {
 
     /// How far the target reflects the source: the last applied commit, or a later position
     /// confirmed while the stream was idle.
-    fn position(&self) -> Lsn {
+    pub(crate) fn position(&self) -> Lsn {
         self.ahead.map_or(self.summary.applied, |a| {
             a.confirmed.max(self.summary.applied)
         })
     }
 
+    /// The session streams (or replays the spool) from `applied`: from here on, transient
+    /// faults are retried.
+    fn streaming(
+        &mut self,
+        applied: Lsn,
+        started_at: Lsn,
+        on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+    ) {
+        if self.streamed_once {
+            on_event(SyncEvent::Resumed { from: applied });
+        } else {
+            self.summary.started_at = started_at;
+        }
+        self.summary.applied = applied;
+        self.streamed_once = true;
+        self.session_streamed = Some(Instant::now());
+    }
+
     /// Confirms `to` to the source although the origin holds only `self.durable`: reported
     /// (for the caller to store) before the source hears of it.
-    fn confirm_ahead(
+    /// Without a stream (the spool's replay), only recorded: the source hears of it when
+    /// the stream starts there.
+    pub(crate) fn confirm_ahead(
         &mut self,
         to: Lsn,
-        stream: &LogicalStream,
+        stream: Option<&LogicalStream>,
         on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
     ) {
         let ahead = ConfirmedAhead {
@@ -73,13 +97,15 @@ impl Run {
         };
         on_event(SyncEvent::ConfirmedAhead(ahead));
         self.ahead = Some(ahead);
-        stream.confirm(to, to);
+        if let Some(stream) = stream {
+            stream.confirm(to, to);
+        }
     }
 }
 
 /// A second session on the target, beside the applier's: checks the target's identity and
 /// reads the origin back after each commit.
-struct Observer {
+pub(crate) struct Observer {
     client: tokio_postgres::Client,
     origin: Origin,
 }
@@ -88,17 +114,17 @@ struct Observer {
 /// group that wrote nothing (only the caught-up marker, or changes that cancelled out) commits
 /// without a commit record, so the origin stays where it was, and its position can only be
 /// confirmed as a confirmation ahead.
-async fn record(
+pub(crate) async fn record(
     c: &Committed,
     run: &mut Run,
-    stream: &LogicalStream,
+    stream: Option<&LogicalStream>,
     observer: &Observer,
     on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
 ) -> Result<(), CdcError> {
     run.durable = observer.origin.progress(&observer.client).await?;
     if run.durable < c.lsn {
         run.confirm_ahead(c.lsn, stream, on_event);
-    } else {
+    } else if let Some(stream) = stream {
         stream.confirm(c.lsn, c.lsn);
     }
     run.summary.applied = c.lsn;
@@ -133,6 +159,7 @@ pub(crate) async fn run(
     checks::source_identity(&mut conn, &options.recorded.source_system_id).await?;
     let confirmed = checks::slot(&admin, &options.slot).await?;
     checks::publications(&admin, &options.publications).await?;
+    let spool = replay::open(options, confirmed, applied, run.ahead).await?;
     checks::resume_position(
         &options.slot,
         &options.origin,
@@ -140,7 +167,26 @@ pub(crate) async fn run(
         applied,
         &options.recorded,
         run.ahead,
+        (spool.cover(), &spool.dir()),
     )?;
+    let holds = checks::target_holds(applied, &options.recorded);
+    // What `ferry copy` spooled comes first; the slot then streams from the spool's end.
+    let replaying = spool.is_some();
+    if replaying {
+        run.streaming(applied, holds, on_event);
+    }
+    let replay_started = Instant::now();
+    let Some(from) = spool
+        .replay(holds, &mut applier, run, &observer, &admin, stop, on_event)
+        .await?
+    else {
+        return Ok(()); // stopped while replaying; what was applied is committed
+    };
+    if replay_started.elapsed() > REPLICATION_IDLE_LIMIT {
+        // The replication connection sat idle while the spool was applied: take a fresh one.
+        conn = ReplicationConnection::connect(source).await?;
+        checks::source_identity(&mut conn, &options.recorded.source_system_id).await?;
+    }
     let proto = protocol_version_for(catalog::version_num(&admin).await?);
     let start_options = StartReplicationOptions {
         proto_version: proto,
@@ -149,17 +195,12 @@ pub(crate) async fn run(
         streaming: None,
     };
     let mut stream = conn
-        .start_logical(&options.slot, applied, &start_options)
+        .start_logical(&options.slot, from.max(applied), &start_options)
         .await?;
-    if run.streamed_once {
-        on_event(SyncEvent::Resumed { from: applied });
-    } else {
+    if !replaying {
         // A fresh origin reads 0/0: the stream really starts where the slot stands.
-        run.summary.started_at = applied.max(confirmed);
+        run.streaming(applied, applied.max(confirmed), on_event);
     }
-    run.summary.applied = applied;
-    run.streamed_once = true;
-    run.session_streamed = Some(Instant::now());
     let mut decoder = StreamState::new(proto);
     if options.until_caught_up {
         // A transactional message commits after everything already committed on the source:
@@ -200,7 +241,7 @@ pub(crate) async fn run(
             () = tokio::time::sleep(tick) => {
                 if applier.due() {
                     if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
-                        record(&c, run, &stream, &observer, on_event).await?;
+                        record(&c, run, Some(&stream), &observer, on_event).await?;
                     }
                 }
                 confirm_idle(run, &applier, &stream, on_event);
@@ -242,11 +283,11 @@ pub(crate) async fn run(
             .await
             .map_err(CdcError::explain_target)?
         {
-            record(&c, run, &stream, &observer, on_event).await?;
+            record(&c, run, Some(&stream), &observer, on_event).await?;
         }
         if is_commit && marker_seen {
             if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
-                record(&c, run, &stream, &observer, on_event).await?;
+                record(&c, run, Some(&stream), &observer, on_event).await?;
             }
             break;
         }
@@ -258,7 +299,7 @@ pub(crate) async fn run(
         }
     }
     if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
-        record(&c, run, &stream, &observer, on_event).await?;
+        record(&c, run, Some(&stream), &observer, on_event).await?;
     }
     stream.close().await;
     let progress = measure(&admin, run, applier.pending()).await?;
@@ -280,7 +321,7 @@ async fn salvage(
     if let Ok(Some(c)) = applier.flush().await {
         // Counted when the origin can be read; confirmed or not, the next session starts
         // from the origin.
-        let _ = record(&c, run, stream, observer, on_event).await;
+        let _ = record(&c, run, Some(stream), observer, on_event).await;
     }
     error
 }
@@ -307,12 +348,12 @@ fn confirm_idle(
         return;
     }
     run.last_idle_confirm = Some(Instant::now());
-    run.confirm_ahead(end, stream, on_event);
+    run.confirm_ahead(end, Some(stream), on_event);
 }
 
 /// Lag both ways: WAL bytes behind the source's current position, and the age of the last
 /// applied commit while changes are pending (0 when caught up).
-async fn measure(
+pub(crate) async fn measure(
     admin: &tokio_postgres::Client,
     run: &Run,
     pending: bool,

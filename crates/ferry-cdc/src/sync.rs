@@ -7,6 +7,7 @@
 //! after a backoff ([`RetryPolicy`]) from the origin's position, read again from the target:
 //! whatever the broken session had not committed is sent again, whatever it had is skipped.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry_model::Lsn;
@@ -29,6 +30,9 @@ pub struct SyncOptions {
     /// What the copy recorded, checked before every session streams.
     pub recorded: Recorded,
     pub retry: RetryPolicy,
+    /// Where `ferry copy` spooled the change stream (docs/adr/0010-spool-during-copy.md):
+    /// applied first, then removed.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Where apply stands, reported after each committed group and every second.

@@ -165,6 +165,14 @@ pub async fn preflight(input: PreflightInput<'_>) -> Result<Preflight, CheckErro
             "the source has no free WAL sender (max_wal_senders is used up)",
             "raise max_wal_senders on the source and restart it",
         ));
+    } else if free_senders < 1 + i32::from(needs_slot) {
+        findings.push(Finding::warning(
+            "source.wal_senders",
+            "the source lacks a free WAL sender to spool the change stream during the copy \
+             (the snapshot holder takes one, the spooler another), so the slot holds the \
+             source's WAL until `ferry sync` runs",
+            "raise max_wal_senders on the source (and restart it) so the copy can spool changes",
+        ));
     }
     if input.fresh_run && !ours_exist.is_empty() {
         findings.push(

@@ -47,6 +47,13 @@ pub async fn abort(
         }
     }
     let _ = std::fs::remove_dir_all(&files.lists);
+    if crate::spool::spool_dir(state_dir).exists() {
+        crate::spool::remove(state_dir).await?;
+        removed.push(format!(
+            "removed the change stream spooled in {}",
+            crate::spool::spool_dir(state_dir).display()
+        ));
+    }
     store.reset()?;
     store.set_value("phase", "aborted")?;
     Ok(removed)

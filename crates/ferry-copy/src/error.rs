@@ -28,6 +28,15 @@ pub enum CopyError {
     )]
     SlotLost { reason: String },
 
+    /// The spool lacks changes the source was already told it holds (removed or damaged):
+    /// they exist nowhere any more.
+    #[error(
+        "the change stream spooled during the copy is incomplete: {detail}. The changes in \
+         between are gone from the source as well, so change capture cannot start where this \
+         copy's snapshot ends: start over with `ferry copy SPEC --restart`"
+    )]
+    SpoolLost { detail: String },
+
     /// Another `ferry` works on the same state directory.
     #[error(
         "another ferry process is working on this migration (state directory {dir} is locked): \

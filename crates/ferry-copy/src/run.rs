@@ -8,12 +8,14 @@ use ferry_pg::catalog::{self, RoleInfo, TableInfo};
 use ferry_pg::{sql_error, Connector};
 use ferry_spec::Plan;
 use ferry_store::{RunInvariants, StateStore};
+use futures_util::future::{FusedFuture, FutureExt};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::holder::{self, SnapshotInfo};
 use crate::progress::Observer;
 use crate::schema::{self, DumpFiles, Tools};
+use crate::spool::{self, Spooler};
 use crate::summary::{self, CopySummary};
 use crate::toc::TocEntry;
 use crate::watch::Watch;
@@ -108,11 +110,32 @@ pub async fn run(
         input.source.clone(),
         snapshot.slot.clone(),
     );
+    // The change stream goes to the spool while the copy runs (ADR 10).
+    let spooler = Spooler {
+        source: &input.source,
+        slot: snapshot.slot.clone(),
+        publications: names::publications(&input.plan.name),
+        source_version_num: input.source_version_num,
+        state_dir: state_dir.clone(),
+        consistent_lsn: snapshot.consistent_lsn,
+        store,
+    };
+    let stop_spooling = CancellationToken::new();
+    let mut spooling = Box::pin(spooler.run(stop_spooling.clone()).fuse());
     let result = tokio::select! {
         r = copy_in_snapshot(input, options, store, observer, &snapshot, &files, &source, cancel) => r,
         reason = watch.lost() => Err(CopyError::SlotLost { reason }),
+        Err(e) = &mut spooling => Err(e),
     };
     drop(watch);
+    // Last sync and confirmation; the rest of the stream stays in the slot for `ferry sync`.
+    let spooled = if spooling.is_terminated() {
+        Ok(())
+    } else {
+        stop_spooling.cancel();
+        spooling.await
+    };
+    let result = result.and_then(|v| spooled.map(|()| v));
     let verification = match result {
         Ok(v) => v,
         Err(e) => {
@@ -150,6 +173,7 @@ async fn start_fresh(
         let _ = std::fs::remove_file(f);
     }
     let _ = std::fs::remove_dir_all(&files.lists);
+    spool::remove(state_dir).await?;
     let pubs = names::publications(&input.plan.name);
     publication::create(
         source,
@@ -195,6 +219,7 @@ async fn restart(
         let _ = std::fs::remove_file(f);
     }
     let _ = std::fs::remove_dir_all(&files.lists);
+    spool::remove(&input.plan.state_dir).await?;
     store.reset()?;
     Ok(())
 }

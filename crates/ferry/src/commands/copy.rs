@@ -126,7 +126,9 @@ async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
             // Past this point the slot and the snapshot exist: say what becomes of them.
             let has_own_advice = matches!(
                 e,
-                ferry_copy::CopyError::Cancelled | ferry_copy::CopyError::SnapshotGone { .. }
+                ferry_copy::CopyError::Cancelled
+                    | ferry_copy::CopyError::SnapshotGone { .. }
+                    | ferry_copy::CopyError::SpoolLost { .. }
             );
             if !has_own_advice {
                 if let Ok(Some(inv)) = session.store.invariants() {

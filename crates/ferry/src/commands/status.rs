@@ -33,6 +33,10 @@ struct Status {
     applied_lsn: Option<String>,
     lag_bytes: Option<u64>,
     lag_seconds: Option<f64>,
+    /// The change stream spooled while the copy ran (ADR 10): the last position confirmed
+    /// to the source from it, and the bytes still on disk (0 once `ferry sync` applied it).
+    spool_lsn: Option<String>,
+    spool_bytes: u64,
     sections: Vec<Section>,
     errors: Vec<Error>,
 }
@@ -103,6 +107,8 @@ fn gather(session: &Session) -> Result<Status> {
         applied_lsn: store.value("applied_lsn")?,
         lag_bytes: store.value("lag_bytes")?.and_then(|v| v.parse().ok()),
         lag_seconds: store.value("lag_seconds")?.and_then(|v| v.parse().ok()),
+        spool_lsn: store.value(ferry_copy::SPOOL_CONFIRMED)?,
+        spool_bytes: ferry_copy::spool_bytes(&session.plan.state_dir),
         sections: sections
             .into_iter()
             .filter(|s| !s.name.starts_with("post-data "))
@@ -153,6 +159,12 @@ fn print_human(s: &Status) {
             "sync       applied through {applied}, lag {} bytes / {:.1} s (last measured)",
             s.lag_bytes.unwrap_or(0),
             s.lag_seconds.unwrap_or(0.0)
+        );
+    }
+    if let Some(lsn) = &s.spool_lsn {
+        println!(
+            "spool      changes through {lsn} kept during the copy, {} on disk",
+            human_bytes(s.spool_bytes)
         );
     }
     for sec in &s.sections {

@@ -67,11 +67,15 @@ async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
             target_system_id: inv.target_system_id.clone(),
             consistent_lsn: inv.consistent_lsn,
             confirmed_ahead,
+            spooled: store
+                .value(ferry_copy::SPOOL_CONFIRMED)?
+                .and_then(|v| v.parse().ok()),
         },
         retry: RetryPolicy {
             give_up_after: flags.retry_for,
             ..RetryPolicy::default()
         },
+        spool_dir: Some(ferry_copy::spool_dir(&session.plan.state_dir)),
     };
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
