@@ -1,13 +1,14 @@
 //! `ferry copy` killed with `kill -9` part-way: with the snapshot holder alive a rerun resumes
 //! in the same snapshot and the target ends up exactly like the (unchanging) source, with no
 //! row copied twice; with the holder killed too a rerun refuses and names `--restart`, which
-//! starts over cleanly.
+//! starts over cleanly (the earlier run's spooled change stream included).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{assert_same_rows, kill9, pid_alive, schema_dump, slots, Migration};
+use common::{assert_same_rows, kill9, lsn_value, pid_alive, schema_dump, slots, Migration};
+use ferry_replication::spool::Spool;
 use ferry_testkit::{cluster, TestDb};
 use tokio_postgres::Client;
 
@@ -201,10 +202,20 @@ async fn lost_snapshot_needs_restart() {
         .expect("count slots")
         .get(0);
     assert_eq!(all, 1, "more than one slot in the source database");
-    let lsn = status["consistent_lsn"].as_str().expect("consistent_lsn");
-    assert_eq!(
-        ours[0].2.as_deref().map(str::to_lowercase),
-        Some(lsn.to_lowercase()),
-        "the slot is not the restarted run's"
+    // The restarted run's slot: at its consistent point, or moved on by its spooler (ADR 10:
+    // past the consistent point, never past what the spool holds).
+    let lsn = lsn_value(status["consistent_lsn"].as_str().expect("consistent_lsn"));
+    let confirmed = lsn_value(ours[0].2.as_deref().expect("confirmed_flush_lsn"));
+    let spooled = status["spool_lsn"].as_str().map_or(lsn, lsn_value);
+    assert!(
+        lsn <= confirmed && confirmed <= spooled.max(lsn),
+        "the slot is not the restarted run's: confirmed {confirmed:#x}, consistent point \
+         {lsn:#x}, spooled through {spooled:#x}"
     );
+    // The first run's spool went with it: the spool starts at the new consistent point.
+    let spool = Spool::open(&m.state_dir().join("spool"))
+        .await
+        .expect("read the spool")
+        .expect("the restarted copy spooled");
+    assert_eq!(spool.start().0, lsn, "the spool is not the restarted run's");
 }

@@ -1,11 +1,13 @@
 //! `ferry copy` while the source takes INSERTs, UPDATEs and DELETEs, with a large table cut
 //! into ranges: the target must hold exactly the source as of the slot's consistent point.
 //!
-//! The proof: decode every change Ferry's slot holds (pgoutput, peeked, so nothing is
-//! consumed) and apply it to the target's rows in memory, strictly (an INSERT of a key the
-//! target already has, or an UPDATE/DELETE of a key it lacks, fails the test). The result must
-//! equal the source's final state row for row. A target that saw a change from after the
-//! consistent point, or missed one from before, cannot pass.
+//! The proof: decode every change after the consistent point — those the copy spooled to
+//! disk (ADR 10), then those Ferry's slot still holds past the spool (pgoutput, peeked, so
+//! nothing is consumed) — and apply it to the target's rows in memory, strictly (an INSERT of
+//! a key the target already has, or an UPDATE/DELETE of a key it lacks, fails the test). The
+//! result must equal the source's final state row for row. A target that saw a change from
+//! after the consistent point, or missed one from before, cannot pass; nor can a spool that
+//! lost, repeated or reordered a transaction, or overlaps the slot's remainder.
 
 mod common;
 
@@ -14,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Migration;
+use common::{lsn_value, Migration};
+use ferry_replication::spool::{RecordKind, Spool};
 use ferry_testkit::{cluster, TestDb};
 use tokio_postgres::Client;
 
@@ -92,7 +95,29 @@ async fn target_is_the_source_at_the_consistent_point() {
         state.insert(t.to_owned(), rows(&dst, t).await);
     }
     let on_target = state["audit"].len() as u64;
-    let applied = apply_slot_changes(&src, &m.slot(), &mut state).await;
+    let (spooled, spool_end) = spooled_messages(&m).await;
+    let consistent = status["consistent_lsn"].as_str().expect("consistent_lsn");
+    assert!(
+        spool_end > lsn_value(consistent),
+        "nothing was spooled past the consistent point {consistent}"
+    );
+    let confirmed: String = src
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&m.slot()],
+        )
+        .await
+        .expect("read the slot")
+        .get(0);
+    assert!(
+        lsn_value(&confirmed) > lsn_value(consistent) && lsn_value(&confirmed) <= spool_end,
+        "the slot ({confirmed}) was not confirmed into the spool (consistent point {consistent})"
+    );
+    let mut applied = Applied::default();
+    apply_changes(spooled, &mut state, &mut applied);
+    let from_spool = applied.audit_inserts;
+    let rest = slot_changes(&src, &m.slot(), spool_end).await;
+    apply_changes(rest, &mut state, &mut applied);
     for t in TABLES {
         let expected = rows(&src, t).await;
         let got = &state[t];
@@ -110,8 +135,10 @@ async fn target_is_the_source_at_the_consistent_point() {
     }
     eprintln!(
         "{units} units; {total} workload transactions ({during} during the copy): \
-         {on_target} in the target, {applied:?} from the slot"
+         {on_target} in the target, {applied:?} after it ({from_spool} audit inserts from \
+         the spool)"
     );
+    assert!(from_spool > 0, "no transaction came from the spool");
     // Every workload transaction is on exactly one side of the consistent point.
     assert_eq!(state["audit"].len() as u64, total, "audit ids");
     assert_eq!(on_target + applied.audit_inserts, total, "audit ids split");
@@ -208,12 +235,28 @@ struct Applied {
     deletes: u64,
 }
 
-/// Peeks every change in `slot` (pgoutput, protocol 1) and applies it to `state`.
-async fn apply_slot_changes(
-    source: &Client,
-    slot: &str,
-    state: &mut BTreeMap<String, Rows>,
-) -> Applied {
+/// The pgoutput messages the copy spooled, in order, and the spool's end.
+async fn spooled_messages(m: &Migration) -> (Vec<Vec<u8>>, u64) {
+    let dir = m.state_dir().join("spool");
+    let spool = Spool::open(&dir)
+        .await
+        .expect("read the spool")
+        .expect("the copy spooled");
+    let mut out = Vec::new();
+    let mut records = spool.records();
+    while let Some(r) = records.next().await.expect("a spool record") {
+        if matches!(r.kind, RecordKind::Data | RecordKind::Commit) {
+            // Without streaming, protocols 2 to 4 send these messages as protocol 1 does.
+            assert!(r.proto_version >= 1, "protocol of the spool");
+            out.push(r.payload.to_vec());
+        }
+    }
+    (out, spool.end().0)
+}
+
+/// The changes `slot` holds past `after` (pgoutput, protocol 1, peeked): whole transactions
+/// whose commit lies at or after it.
+async fn slot_changes(source: &Client, slot: &str, after: u64) -> Vec<Vec<u8>> {
     let changes = source
         .query(
             "SELECT data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, NULL, \
@@ -222,10 +265,29 @@ async fn apply_slot_changes(
         )
         .await
         .expect("peek the slot");
-    let mut relations: BTreeMap<u32, String> = BTreeMap::new();
-    let mut applied = Applied::default();
+    let mut out = Vec::new();
+    let mut keep = false;
     for change in changes {
         let data: Vec<u8> = change.get(0);
+        if data.first() == Some(&b'B') {
+            let final_lsn = u64::from_be_bytes(data[1..9].try_into().expect("8 bytes"));
+            keep = final_lsn >= after;
+        }
+        if keep {
+            out.push(data);
+        }
+    }
+    out
+}
+
+/// Applies pgoutput messages (protocol 1) to `state`, strictly.
+fn apply_changes(
+    messages: Vec<Vec<u8>>,
+    state: &mut BTreeMap<String, Rows>,
+    applied: &mut Applied,
+) {
+    let mut relations: BTreeMap<u32, String> = BTreeMap::new();
+    for data in messages {
         let mut m = Message(&data);
         match m.u8() {
             b'R' => {
@@ -290,7 +352,6 @@ async fn apply_slot_changes(
             _ => {} // BEGIN, COMMIT, ORIGIN, TYPE
         }
     }
-    applied
 }
 
 /// A cursor over one pgoutput message.
