@@ -26,6 +26,9 @@ pub const SPOOL_CONFIRMED: &str = "spool_confirmed";
 /// How often the spool is synced and its position confirmed while changes come.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Segments of this many bytes instead of the default 64 MiB (tests: many small segments).
+const SEGMENT_BYTES_ENV: &str = "FERRY_SPOOL_SEGMENT_BYTES";
+
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -85,6 +88,12 @@ impl Spooler<'_> {
         let mut writer = SpoolWriter::open(&dir, proto, self.consistent_lsn)
             .await
             .map_err(lost_if_damaged)?;
+        if let Some(bytes) = std::env::var(SEGMENT_BYTES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            writer.set_segment_bytes(bytes);
+        }
         let admin = self.source.connect().await?;
         let confirmed = slot_confirmed(&admin, &self.slot).await?;
         drop(admin);

@@ -364,3 +364,102 @@ async fn a_torn_tail_is_cut_and_a_missing_short_or_damaged_spool_is_refused() {
     assert_eq!(count(&dst, "SELECT count(*) FROM audit").await, 121);
     assert!(!spool.exists(), "the applied spool is left");
 }
+
+/// `n` source transactions from `first` in one round trip each hundred.
+async fn write_many(src: &Client, first: i64, n: i64, late: bool) {
+    let mut i = first;
+    while i < first + n {
+        let mut sql = String::new();
+        for j in i..(i + 100).min(first + n) {
+            sql.push_str(&format!(
+                "BEGIN;
+                 INSERT INTO audit VALUES ({j}, 'txn {j}');
+                 UPDATE counters SET n = n + 1 WHERE id = {c};
+                 UPDATE filler SET v = 'txn {j}' WHERE id = {f};
+                 {late}
+                 COMMIT;",
+                c = j % 50,
+                f = j % 1000 + 1,
+                late = if late {
+                    format!("INSERT INTO late VALUES ({j});")
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        src.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("writes from {i}: {e}"));
+        i += 100;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_killed_while_applying_a_spool_of_many_segments_resumes_exactly_once() {
+    // Small segments: many of them, each repeating the Relation messages at its head.
+    std::env::set_var("FERRY_SPOOL_SEGMENT_BYTES", "65536");
+    let (source, target) = databases().await;
+    source
+        .execute_batch("CREATE TABLE late (id bigint PRIMARY KEY)")
+        .await;
+    let (src, dst) = (source.client().await, target.client().await);
+    let m = Migration::between("spool-segments", &source, &target, "[copy]\njobs = 1\n");
+    let (mut copy, locker, _) = start_held_copy(&m, &target).await;
+    // Enough transactions for several of the applier's groups, then some that also write
+    // `late`, whose first Relation message comes long after the others'.
+    write_many(&src, 1, 10_000, false).await;
+    write_many(&src, 10_001, 100, true).await;
+    let written = current_lsn(&src).await;
+    wait_confirmed(&src, &m, &mut copy, written).await;
+    finish_copy(&m, copy, locker).await;
+    let spool = m.state_dir().join("spool");
+    let segments = std::fs::read_dir(&spool).expect("the spool").count();
+    assert!(segments >= 5, "{segments} segments");
+
+    // Sync applies the first groups, then waits on `late`, locked on the target: killed there.
+    let late_lock = target.client().await;
+    late_lock
+        .batch_execute("BEGIN; LOCK TABLE late IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock late");
+    let mut sync = KillOnDrop(m.spawn_logged("sync", &["--until-caught-up"], "sync"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let waiting = count(
+            &dst,
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await;
+        if waiting > 0 && m.applied_lsn(&dst).await.is_some() {
+            break;
+        }
+        assert!(
+            sync.0.try_wait().expect("poll sync").is_none(),
+            "sync ended:\n{}",
+            m.logged_output("sync")
+        );
+        assert!(Instant::now() < deadline, "sync never waited on late");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sync.kill9();
+    let left = std::fs::read_dir(&spool).expect("the spool").count();
+    assert!(
+        left < segments && !spool.join("00000001.seg").exists(),
+        "no applied segment was removed ({left} of {segments} left)"
+    );
+    late_lock.batch_execute("ROLLBACK").await.expect("unlock");
+
+    write_many(&src, 10_101, 50, true).await;
+    let out = m.run_async("sync", &["--until-caught-up"]).await.success();
+    assert_every_table_same(&src, &dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM audit").await, 10_151);
+    assert_eq!(
+        count(&dst, "SELECT sum(n)::int8 FROM counters").await,
+        10_150,
+        "{}",
+        out.text()
+    );
+    assert_eq!(count(&dst, "SELECT count(*) FROM late").await, 150);
+    assert!(!spool.exists(), "the applied spool is left");
+}
