@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{checks, replay, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncEvent};
 use crate::{SyncOptions, SyncProgress, SyncSummary};
 
-/// The prefix of the logical message that marks "caught up" in `until_caught_up` mode.
+/// The prefix of the logical message whose position is the goal in `until_caught_up` mode.
 const MARKER_PREFIX: &str = "ferry.caught_up";
 
 /// A replication connection left idle longer than this (while the spool is applied) is
@@ -33,8 +33,6 @@ pub(crate) struct Run {
     pub(crate) streamed_once: bool,
     /// When the current session started streaming.
     pub(crate) session_streamed: Option<Instant>,
-    /// The caught-up marker's content, the same in every session (any copy of it will do).
-    marker: Option<String>,
     /// What the target's origin holds, as last read.
     pub(crate) durable: Lsn,
     /// The latest confirmation ahead of the origin, stored by the caller or recorded.
@@ -48,7 +46,6 @@ impl Run {
             summary: SyncSummary::default(),
             streamed_once: false,
             session_streamed: None,
-            marker: None,
             durable: Lsn(0),
             ahead: options.recorded.confirmed_ahead,
             last_idle_confirm: None,
@@ -191,7 +188,7 @@ pub(crate) async fn run(
     let start_options = StartReplicationOptions {
         proto_version: proto,
         publication_names: options.publications.clone(),
-        messages: options.until_caught_up,
+        messages: false,
         streaming: None,
     };
     let mut stream = conn
@@ -202,23 +199,12 @@ pub(crate) async fn run(
         run.streaming(applied, applied.max(confirmed), on_event);
     }
     let mut decoder = StreamState::new(proto);
-    if options.until_caught_up {
-        // A transactional message commits after everything already committed on the source:
-        // once its transaction is applied, so is all of that. Every session writes it again,
-        // in case the source lost the first one in a crash; the first one seen ends the run.
-        let content = run
-            .marker
-            .get_or_insert_with(|| format!("{}-{}", std::process::id(), applied))
-            .clone();
-        admin
-            .execute(
-                "SELECT pg_logical_emit_message(true, $1, $2)",
-                &[&MARKER_PREFIX, &content],
-            )
-            .await
-            .map_err(sql_error("writing the caught-up marker on the source"))?;
-    }
-    let mut marker_seen = false;
+    let goal = if options.until_caught_up {
+        Some(caught_up_goal(&admin).await?)
+    } else {
+        None
+    };
+    let reached = |run: &Run| goal.is_some_and(|g| run.position() >= g);
     let mut last_report = tokio::time::Instant::now();
     let tick = Duration::from_millis(50);
     loop {
@@ -245,6 +231,9 @@ pub(crate) async fn run(
                     }
                 }
                 confirm_idle(run, &applier, &stream, on_event);
+                if reached(run) {
+                    break;
+                }
                 if last_report.elapsed() >= Duration::from_secs(1) {
                     last_report = tokio::time::Instant::now();
                     let progress = measure(&admin, run, applier.pending()).await?;
@@ -268,16 +257,10 @@ pub(crate) async fn run(
             }
         };
         let message = decoder.decode_bytes(&data.data)?;
-        let is_commit = matches!(message, LogicalMessage::Commit { .. });
-        if let (
-            Some(expected),
-            LogicalMessage::Message {
-                prefix, content, ..
-            },
-        ) = (&run.marker, &message)
-        {
-            marker_seen |= prefix == MARKER_PREFIX && content.as_ref() == expected.as_bytes();
-        }
+        let goal_commit = match (&message, goal) {
+            (LogicalMessage::Commit { end_lsn, .. }, Some(g)) => *end_lsn >= g,
+            _ => false,
+        };
         if let Some(c) = applier
             .apply(message)
             .await
@@ -285,13 +268,16 @@ pub(crate) async fn run(
         {
             record(&c, run, Some(&stream), &observer, on_event).await?;
         }
-        if is_commit && marker_seen {
+        if goal_commit {
             if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
                 record(&c, run, Some(&stream), &observer, on_event).await?;
             }
             break;
         }
         confirm_idle(run, &applier, &stream, on_event);
+        if reached(run) {
+            break;
+        }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = tokio::time::Instant::now();
             let progress = measure(&admin, run, applier.pending()).await?;
@@ -305,6 +291,33 @@ pub(crate) async fn run(
     let progress = measure(&admin, run, applier.pending()).await?;
     on_event(SyncEvent::Progress(&progress));
     Ok(())
+}
+
+/// Where "caught up" is, for this session: the position of a (non-transactional) logical
+/// message written now. Every transaction committed before it ends before it in the WAL, so
+/// once a commit past it is applied, or the stream's idle position passes it with nothing
+/// pending, all of them are on the target. The stream does not ask for the message itself
+/// (the `messages` option exists only from PostgreSQL 14): the record is there so that the
+/// walsender's position moves past the goal even on an idle source. Every session writes its
+/// own, so a goal lost in a source crash is written again.
+async fn caught_up_goal(admin: &tokio_postgres::Client) -> Result<Lsn, CdcError> {
+    let row = admin
+        .query_one(
+            "SELECT pg_logical_emit_message(false, $1, '')::text",
+            &[&MARKER_PREFIX],
+        )
+        .await
+        .map_err(sql_error("writing the caught-up marker on the source"))?;
+    let text: String = row
+        .try_get(0)
+        .map_err(sql_error("writing the caught-up marker on the source"))?;
+    text.parse().map_err(|_| {
+        CdcError::Pg(ferry_pg::PgError::Sql {
+            what: "writing the caught-up marker on the source".into(),
+            detail: format!("unexpected position {text:?}"),
+            code: None,
+        })
+    })
 }
 
 /// The source side failed: commits the whole transactions already applied (so the next

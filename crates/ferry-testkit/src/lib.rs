@@ -48,6 +48,20 @@ pub fn cluster_of_major(major: u32) -> Option<&'static LocalCluster> {
     Some(*cluster)
 }
 
+/// The default cluster when it runs `min` or newer, else a shared cluster of the oldest
+/// installed major from `min` on (for tests of features older servers lack, when
+/// `FERRY_TEST_PG_MAJOR` picks an old one); `None` when no such server is installed.
+pub fn cluster_at_least(min: u32) -> Option<&'static LocalCluster> {
+    let default = cluster();
+    if default.major() >= min {
+        return Some(default);
+    }
+    (min..=MAX_MAJOR).find_map(cluster_of_major)
+}
+
+/// The newest major [`cluster_at_least`] looks for.
+const MAX_MAJOR: u32 = 18;
+
 /// Prints a loud skip line for a test that cannot run here.
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");

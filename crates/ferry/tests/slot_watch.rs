@@ -34,12 +34,13 @@ async fn wal_status(db: &Client, slot: &str) -> Option<String> {
 #[tokio::test]
 async fn copy_stops_when_the_slot_is_invalidated() {
     let options = ClusterOptions {
+        // The target's major (`FERRY_TEST_PG_MAJOR` runs the whole suite on another one).
+        major: Some(ferry_testkit::cluster().major()),
         name: "slot-watch".into(),
         settings: vec![
             ("max_slot_wal_keep_size".into(), "1MB".into()),
             ("wal_keep_size".into(), "0".into()),
         ],
-        ..ClusterOptions::default()
     };
     let source = LocalCluster::start(&options).expect("source cluster");
     connect(&source.conninfo("postgres"))

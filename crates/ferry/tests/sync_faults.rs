@@ -43,6 +43,8 @@ fn batch(k: i32) -> String {
 /// the process ends, when its watchdog removes it.
 fn own_cluster(name: &str) -> &'static LocalCluster {
     let options = ClusterOptions {
+        // The shared cluster's major (`FERRY_TEST_PG_MAJOR` runs the suite on another one).
+        major: Some(cluster().major()),
         name: name.into(),
         ..ClusterOptions::default()
     };
