@@ -28,5 +28,5 @@ pub use error::CopyError;
 pub use progress::{Observer, Silent};
 pub use run::{run, CopyInput, CopyOptions, HolderLauncher};
 pub use schema::Tools;
-pub use spool::{spool_bytes, spool_dir, SPOOL_CONFIRMED};
+pub use spool::{spool_bytes, spool_dir, SPOOL_CONFIRMED, SPOOL_FULL};
 pub use summary::{CopySummary, TableCount, TableSummary};

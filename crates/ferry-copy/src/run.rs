@@ -119,6 +119,7 @@ pub async fn run(
         state_dir: state_dir.clone(),
         consistent_lsn: snapshot.consistent_lsn,
         store,
+        max_bytes: input.plan.copy.max_spool,
     };
     let stop_spooling = CancellationToken::new();
     let mut spooling = Box::pin(spooler.run(stop_spooling.clone()).fuse());

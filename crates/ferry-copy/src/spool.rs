@@ -13,7 +13,7 @@ use std::time::Duration;
 use ferry_model::Lsn;
 use ferry_pg::{sql_error, Connector};
 use ferry_replication::pgoutput::{protocol_version_for, StartReplicationOptions};
-use ferry_replication::spool::{self, CaptureOptions, SpoolWriter};
+use ferry_replication::spool::{self, CaptureEnd, CaptureOptions, SpoolWriter};
 use ferry_replication::{ReplicationConnection, ReplicationError};
 use ferry_store::StateStore;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,12 @@ use crate::CopyError;
 
 /// The store key holding the last position confirmed to the source by the spooler.
 pub const SPOOL_CONFIRMED: &str = "spool_confirmed";
+
+/// The store key holding why spooling stopped before the copy ended (a limit reached).
+pub const SPOOL_FULL: &str = "spool_full";
+
+/// The free space spooling leaves on the spool's filesystem.
+const KEEP_FREE: u64 = 2 << 30;
 
 /// How often the spool is synced and its position confirmed while changes come.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -52,16 +58,32 @@ pub(crate) struct Spooler<'a> {
     /// Where the copy's snapshot ends: a new spool starts there.
     pub consistent_lsn: Lsn,
     pub store: &'a dyn StateStore,
+    /// `[copy] max_spool`.
+    pub max_bytes: u64,
 }
 
 impl Spooler<'_> {
     /// Spools until `stop` is cancelled (then syncs, confirms and ends the stream: `Ok`), or
-    /// until the spool is found to lack what the source was told it holds (`Err`).
+    /// until the spool is found to lack what the source was told it holds (`Err`). A spool
+    /// that reaches `[copy] max_spool` or the disk's reserve stops growing: the slot on the
+    /// source keeps the rest of the stream for `ferry sync` (the copy's slot watch guards the
+    /// source meanwhile).
     pub async fn run(&self, stop: CancellationToken) -> Result<(), CopyError> {
         let mut delay = FIRST_RETRY;
         loop {
             let error = match self.session(&stop).await {
-                Ok(()) => return Ok(()),
+                Ok(CaptureEnd::Stopped) => return Ok(()),
+                Ok(CaptureEnd::Full(limit)) => {
+                    tracing::warn!(
+                        "spooling stopped: {limit}; the slot on the source keeps the rest of \
+                         the change stream until `ferry sync` (the source retains that WAL)"
+                    );
+                    if let Err(e) = self.store.set_value(SPOOL_FULL, &limit.to_string()) {
+                        tracing::warn!(error = %e, "cannot record that the spool is full");
+                    }
+                    stop.cancelled().await;
+                    return Ok(());
+                }
                 Err(e @ CopyError::SpoolLost { .. }) => return Err(e),
                 Err(e) => e,
             };
@@ -82,7 +104,7 @@ impl Spooler<'_> {
         }
     }
 
-    async fn session(&self, stop: &CancellationToken) -> Result<(), CopyError> {
+    async fn session(&self, stop: &CancellationToken) -> Result<CaptureEnd, CopyError> {
         let dir = spool_dir(&self.state_dir);
         let proto = protocol_version_for(self.source_version_num);
         let mut writer = SpoolWriter::open(&dir, proto, self.consistent_lsn)
@@ -118,6 +140,8 @@ impl Spooler<'_> {
                 streaming: None,
             },
             sync_every: SYNC_EVERY,
+            max_bytes: self.max_bytes,
+            keep_free: KEEP_FREE,
         };
         let store = self.store;
         let mut record = |lsn: Lsn| match store.set_value(SPOOL_CONFIRMED, &lsn.to_string()) {
@@ -131,9 +155,9 @@ impl Spooler<'_> {
             .await
             .map_err(lost_if_damaged);
         let closed = writer.close().await.map_err(lost_if_damaged);
-        captured?;
+        let end = captured?;
         closed?;
-        Ok(())
+        Ok(end)
     }
 }
 

@@ -20,6 +20,7 @@
 //! split_tables_larger_than = "1GB"
 //! missing_roles = "refuse"
 //! snapshot_hold_timeout = "30min"
+//! max_spool = "64GB"
 //! [tables]
 //! without_identity = "refuse"
 //! exclude = ["public.audit_*", "archive.*", "tmp_?"]

@@ -14,7 +14,10 @@ use crate::quantity::{format_duration, parse_duration, parse_size};
 use crate::raw::{RawCopy, RawEndpoint, RawSpec, RawTables};
 
 const MAX_JOBS: i64 = 256;
-const MIN_SPLIT: u64 = 1 << 20;
+/// The smallest size any size setting takes.
+const MIN_SIZE: u64 = 1 << 20;
+/// `[copy] max_spool` unless set.
+const DEFAULT_MAX_SPOOL: u64 = 64 << 30;
 const MIN_HOLD: Duration = Duration::from_secs(60);
 const MAX_HOLD: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_HOLD: Duration = Duration::from_secs(30 * 60);
@@ -73,6 +76,9 @@ pub struct CopySettings {
     pub missing_roles: MissingRoles,
     /// How long the exported snapshot is held with no ferry process alive.
     pub snapshot_hold_timeout: Duration,
+    /// The most the change stream spooled during the copy may take on local disk; past it
+    /// the slot keeps the rest on the source (ADR 10).
+    pub max_spool: u64,
 }
 
 /// What to do with roles the schema needs that the target lacks.
@@ -261,27 +267,13 @@ impl Checker<'_> {
                 }
             }
         }
-        let mut split = None;
-        if let Some(v) = raw.split_tables_larger_than {
-            let key = "[copy] split_tables_larger_than";
-            let parsed = match v.get_ref() {
-                Value::String(s) => parse_size(s),
-                Value::Integer(n) => u64::try_from(*n).map_err(|_| format!("`{n}` is negative")),
-                other => Err(format!(
-                    "expected a size like \"1GB\", found a {}",
-                    other.type_str()
-                )),
-            };
-            match parsed {
-                Ok(bytes) if bytes >= MIN_SPLIT => split = Some(bytes),
-                Ok(bytes) => self.report(
-                    &v,
-                    key,
-                    format!("must be at least 1MB (found {bytes} bytes)"),
-                ),
-                Err(message) => self.report(&v, key, message),
-            }
-        }
+        let split = raw
+            .split_tables_larger_than
+            .and_then(|v| self.size(&v, "[copy] split_tables_larger_than"));
+        let max_spool = raw
+            .max_spool
+            .and_then(|v| self.size(&v, "[copy] max_spool"))
+            .unwrap_or(DEFAULT_MAX_SPOOL);
         let mut missing_roles = MissingRoles::default();
         if let Some(v) = raw.missing_roles {
             let options = [
@@ -310,6 +302,31 @@ impl Checker<'_> {
             split_tables_larger_than: split,
             missing_roles,
             snapshot_hold_timeout: hold,
+            max_spool,
+        }
+    }
+
+    /// A size of at least 1MB: a string with a unit or a bare integer of bytes.
+    fn size(&mut self, v: &Spanned<Value>, key: &str) -> Option<u64> {
+        let parsed = match v.get_ref() {
+            Value::String(s) => parse_size(s),
+            Value::Integer(n) => u64::try_from(*n).map_err(|_| format!("`{n}` is negative")),
+            other => Err(format!(
+                "expected a size like \"1GB\", found a {}",
+                other.type_str()
+            )),
+        };
+        match parsed {
+            Ok(bytes) if bytes >= MIN_SIZE => Some(bytes),
+            Ok(bytes) => {
+                let message = format!("must be at least 1MB (found {bytes} bytes)");
+                self.report(v, key, message);
+                None
+            }
+            Err(message) => {
+                self.report(v, key, message);
+                None
+            }
         }
     }
 

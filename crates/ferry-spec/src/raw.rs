@@ -32,6 +32,8 @@ pub(crate) struct RawCopy {
     pub split_tables_larger_than: Option<Spanned<Value>>,
     pub missing_roles: Option<Spanned<String>>,
     pub snapshot_hold_timeout: Option<Spanned<String>>,
+    /// A string with a unit or a bare integer of bytes.
+    pub max_spool: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

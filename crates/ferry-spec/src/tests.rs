@@ -84,6 +84,7 @@ fn defaults_and_state_dir() {
     assert_eq!(p.mode, Mode::Logical);
     assert!((1..=256).contains(&p.copy.jobs));
     assert_eq!(p.copy.split_tables_larger_than, None);
+    assert_eq!(p.copy.max_spool, 64 << 30);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
     assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
     assert!(p.tables.exclude.is_empty());
@@ -112,8 +113,10 @@ fn other_values_parse() {
     let p = plan(&with(
         "",
         "[copy]\nsplit_tables_larger_than = 1048576\nmissing_roles = \"create\"\n\
-         snapshot_hold_timeout = \"7d\"\n[tables]\nwithout_identity = \"append_only\"",
+         snapshot_hold_timeout = \"7d\"\nmax_spool = \"2GB\"\n\
+         [tables]\nwithout_identity = \"append_only\"",
     ));
+    assert_eq!(p.copy.max_spool, 2 << 30);
     assert_eq!(p.copy.split_tables_larger_than, Some(1 << 20));
     assert_eq!(p.copy.missing_roles, MissingRoles::Create);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(7 * 86400));
@@ -182,6 +185,8 @@ fn bad_values_name_line_and_key() {
         ("[copy]\nsplit_tables_larger_than = \"1XB\"", "line 7: [copy] split_tables_larger_than: `XB` is not a size unit"),
         ("[copy]\nsplit_tables_larger_than = \"512kB\"", "line 7: [copy] split_tables_larger_than: must be at least 1MB"),
         ("[copy]\nsplit_tables_larger_than = -5", "line 7: [copy] split_tables_larger_than: `-5` is negative"),
+        ("[copy]\nmax_spool = \"100kB\"", "line 7: [copy] max_spool: must be at least 1MB"),
+        ("[copy]\nmax_spool = true", "line 7: [copy] max_spool: expected a size like \"1GB\", found a boolean"),
         ("[copy]\nmissing_roles = \"maybe\"", "line 7: [copy] missing_roles: `maybe` is not one of refuse, create"),
         ("[copy]\nsnapshot_hold_timeout = \"10s\"", "line 7: [copy] snapshot_hold_timeout: must be between 1min and 7d (found 10s)"),
         ("[copy]\nsnapshot_hold_timeout = \"30\"", "line 7: [copy] snapshot_hold_timeout: `30` has no unit"),

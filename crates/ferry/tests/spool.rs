@@ -463,3 +463,68 @@ async fn sync_killed_while_applying_a_spool_of_many_segments_resumes_exactly_onc
     assert_eq!(count(&dst, "SELECT count(*) FROM late").await, 150);
     assert!(!spool.exists(), "the applied spool is left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_at_max_spool_stops_growing_and_the_slot_keeps_the_rest() {
+    let (source, target) = databases().await;
+    let (src, dst) = (source.client().await, target.client().await);
+    let m = Migration::between(
+        "spool-full",
+        &source,
+        &target,
+        "[copy]\njobs = 1\nmax_spool = \"1MB\"\n",
+    );
+    let (mut copy, locker, consistent) = start_held_copy(&m, &target).await;
+
+    // About 4 MB of changes: each transaction rewrites 100 filler rows.
+    for i in 0..100 {
+        src.batch_execute(&format!(
+            "UPDATE filler SET v = repeat('{c}', 32) WHERE id % 100 = {i}",
+            c = char::from(b'a' + (i % 26) as u8)
+        ))
+        .await
+        .expect("update filler");
+        write(&src, i + 1).await;
+    }
+    let status = m
+        .wait_for_status("spooling to stop at max_spool", WAIT, |s| {
+            s["spool_full"].is_string()
+        })
+        .await;
+    let full = status["spool_full"].as_str().unwrap_or_default().to_owned();
+    assert!(full.contains("max_spool"), "{status:#}");
+    let spooled = status["spool_bytes"].as_u64().unwrap_or(0);
+    // Counted as it is written: the overshoot is the last message (and an unfinished
+    // transaction at the end is cut off when the spool is closed).
+    assert!(
+        (512 << 10..(1 << 20) + (64 << 10)).contains(&spooled),
+        "spool of {spooled} bytes with max_spool = 1MB: {status:#}"
+    );
+    // From here on the slot holds the rest: it stays where the spool ends.
+    let confirmed = slot_confirmed(&src, &m.slot()).await;
+    assert!(
+        confirmed > consistent,
+        "nothing was confirmed from the spool"
+    );
+    write(&src, 1000).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        slot_confirmed(&src, &m.slot()).await,
+        confirmed,
+        "the slot moved past what the spool holds"
+    );
+    assert!(copy.0.try_wait().expect("poll the copy").is_none());
+    finish_copy(&m, copy, locker).await;
+
+    let out = m.run_async("sync", &["--until-caught-up"]).await.success();
+    assert_every_table_same(&src, &dst).await;
+    assert_eq!(
+        count(&dst, "SELECT count(*) FROM audit").await,
+        102,
+        "{}",
+        out.text()
+    );
+    assert_eq!(count(&dst, "SELECT sum(n)::int8 FROM counters").await, 101);
+    let text = m.run_async("status", &[]).await.success().text();
+    assert!(text.contains("spooling stopped early"), "{text}");
+}

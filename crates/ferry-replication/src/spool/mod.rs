@@ -18,7 +18,7 @@ mod reader;
 mod segment;
 mod writer;
 
-pub use capture::{capture, CaptureOptions};
+pub use capture::{capture, CaptureEnd, CaptureOptions, SpoolFull};
 pub use format::{RecordKind, SpoolRecord};
 pub use reader::{disk_bytes, remove, SegmentInfo, Spool, SpoolRecords};
 pub use writer::{SpoolWriter, SEGMENT_BYTES};

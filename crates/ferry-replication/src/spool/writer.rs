@@ -28,6 +28,8 @@ pub struct SpoolWriter {
     start: Lsn,
     /// Bytes in the current segment, buffered ones included.
     len: u64,
+    /// Bytes written by this writer, buffered ones included.
+    written: u64,
     /// The offset just past the last boundary record: what a clean end keeps.
     whole_len: u64,
     /// The end of the last boundary record written (buffered or not).
@@ -124,6 +126,7 @@ impl SpoolWriter {
             file,
             start: header.start,
             len: scan.whole_len,
+            written: 0,
             whole_len: scan.whole_len,
             end: scan.end,
             durable: scan.end,
@@ -155,6 +158,7 @@ impl SpoolWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             start,
             len: 0,
+            written: 0,
             whole_len: 0,
             end: start,
             durable: start,
@@ -181,6 +185,16 @@ impl SpoolWriter {
     /// written).
     pub fn end(&self) -> Lsn {
         self.end
+    }
+
+    /// Bytes written since this writer was opened, buffered ones included.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The position the spool holds everything up to on disk.
@@ -336,6 +350,7 @@ impl SpoolWriter {
             .await
             .map_err(|e| io_error(&self.path, "writing the spool", e))?;
         self.len += bytes.len() as u64;
+        self.written += bytes.len() as u64;
         Ok(())
     }
 }

@@ -37,6 +37,9 @@ struct Status {
     /// to the source from it, and the bytes still on disk (0 once `ferry sync` applied it).
     spool_lsn: Option<String>,
     spool_bytes: u64,
+    /// Why spooling stopped before the copy ended (`[copy] max_spool` or the disk's reserve
+    /// reached): from there the slot on the source holds the stream.
+    spool_full: Option<String>,
     sections: Vec<Section>,
     errors: Vec<Error>,
 }
@@ -109,6 +112,7 @@ fn gather(session: &Session) -> Result<Status> {
         lag_seconds: store.value("lag_seconds")?.and_then(|v| v.parse().ok()),
         spool_lsn: store.value(ferry_copy::SPOOL_CONFIRMED)?,
         spool_bytes: ferry_copy::spool_bytes(&session.plan.state_dir),
+        spool_full: store.value(ferry_copy::SPOOL_FULL)?,
         sections: sections
             .into_iter()
             .filter(|s| !s.name.starts_with("post-data "))
@@ -166,6 +170,9 @@ fn print_human(s: &Status) {
             "spool      changes through {lsn} kept during the copy, {} on disk",
             human_bytes(s.spool_bytes)
         );
+    }
+    if let Some(full) = &s.spool_full {
+        println!("           spooling stopped early: {full}; the slot holds the rest");
     }
     for sec in &s.sections {
         match sec.seconds {
