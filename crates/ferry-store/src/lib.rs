@@ -24,7 +24,10 @@ use ferry_model::CopyUnit;
 
 pub use error::StoreError;
 pub use invariants::RunInvariants;
-pub use record::{CommandRecord, ErrorRecord, SectionRecord, UnitRecord};
+pub use record::{
+    CommandRecord, ErrorRecord, SectionRecord, StoredDifference, UnitRecord, ValidationRecord,
+    ValidationRun,
+};
 pub use sqlite::SqliteStore;
 
 /// Persistent state of one migration run. Persist a transition before its side effect
@@ -102,6 +105,21 @@ pub trait StateStore: Send + Sync {
 
     /// Reads a key/value.
     fn value(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a finished validation and each of its differences; returns its id.
+    fn record_validation(&self, run: &ValidationRun) -> Result<i64, StoreError>;
+
+    /// The latest validation, if any ran.
+    fn last_validation(&self) -> Result<Option<ValidationRecord>, StoreError>;
+
+    /// The differences of validation `id`, in report order.
+    fn validation_differences(&self, id: i64) -> Result<Vec<StoredDifference>, StoreError>;
+
+    /// Logs an event of `kind` (client-safe text).
+    fn record_event(&self, kind: &str, message: &str) -> Result<(), StoreError>;
+
+    /// How many events of `kind` were logged.
+    fn event_count(&self, kind: &str) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -59,3 +59,34 @@ pub struct CommandRecord {
 pub(crate) fn elapsed(from: i64, to: Option<i64>) -> Option<Duration> {
     to.map(|to| Duration::from_millis(u64::try_from(to.saturating_sub(from)).unwrap_or(0)))
 }
+
+/// A finished validation, as `ferry validate` hands it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRun {
+    /// `equal` or `different`.
+    pub result: String,
+    pub tables: u64,
+    pub differences: Vec<StoredDifference>,
+    pub unsettled: u64,
+    pub seconds: f64,
+}
+
+/// One difference: its table, kind and JSON report entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDifference {
+    pub table: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A stored validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRecord {
+    pub id: i64,
+    pub finished_at: i64,
+    pub result: String,
+    pub tables: u64,
+    pub differences: u64,
+    pub unsettled: u64,
+    pub seconds: f64,
+}

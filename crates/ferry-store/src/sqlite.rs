@@ -2,6 +2,7 @@
 
 mod sections;
 mod units;
+mod validations;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -11,11 +12,15 @@ use ferry_model::CopyUnit;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    CommandRecord, ErrorRecord, RunInvariants, SectionRecord, StateStore, StoreError, UnitRecord,
+    CommandRecord, ErrorRecord, RunInvariants, SectionRecord, StateStore, StoreError,
+    StoredDifference, UnitRecord, ValidationRecord, ValidationRun,
 };
 
 /// Schema migrations; the schema version (`PRAGMA user_version`) is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("sqlite/schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sqlite/schema.sql"),
+    include_str!("sqlite/schema2.sql"),
+];
 
 /// How long a call waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,7 +176,8 @@ impl StateStore for SqliteStore {
         self.write("resetting the run", |tx| {
             tx.execute_batch(
                 "DELETE FROM setup; DELETE FROM section; DELETE FROM unit; \
-                 DELETE FROM error; DELETE FROM kv;",
+                 DELETE FROM error; DELETE FROM kv; DELETE FROM validation_difference; \
+                 DELETE FROM validation; DELETE FROM event;",
             )
             .map_err(StoreError::db("resetting the run"))
         })
@@ -330,6 +336,30 @@ impl StateStore for SqliteStore {
             .map_err(StoreError::db("setting a value"))?;
             Ok(())
         })
+    }
+
+    fn record_validation(&self, run: &ValidationRun) -> Result<i64, StoreError> {
+        self.write("recording a validation", |tx| {
+            validations::record(tx, run, now())
+        })
+    }
+
+    fn last_validation(&self) -> Result<Option<ValidationRecord>, StoreError> {
+        self.read(validations::last)
+    }
+
+    fn validation_differences(&self, id: i64) -> Result<Vec<StoredDifference>, StoreError> {
+        self.read(|conn| validations::differences(conn, id))
+    }
+
+    fn record_event(&self, kind: &str, message: &str) -> Result<(), StoreError> {
+        self.write("recording an event", |tx| {
+            validations::event(tx, kind, message, now())
+        })
+    }
+
+    fn event_count(&self, kind: &str) -> Result<u64, StoreError> {
+        self.read(|conn| validations::event_count(conn, kind))
     }
 
     fn value(&self, key: &str) -> Result<Option<String>, StoreError> {

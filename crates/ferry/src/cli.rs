@@ -64,6 +64,29 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = ferry_spec::parse_duration)]
         retry_for: std::time::Duration,
     },
+    /// Prove both sides hold the same rows: hashes of key ranges computed in both databases,
+    /// differing ranges bisected down to the rows. Exit 0 when equal, 4 when different.
+    Validate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Only tables matching these patterns (`schema.table`, `*` and `?` wildcards;
+        /// repeat or separate with commas).
+        #[arg(long, value_name = "PATTERN")]
+        tables: Vec<String>,
+        /// Print the report as JSON (each difference with table, key, columns, both values).
+        #[arg(long)]
+        json: bool,
+        /// Concurrent queries per side.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Hash at most this many rows per second on each side (the throttle).
+        #[arg(long, value_name = "ROWS")]
+        rows_per_second: Option<u64>,
+        /// How long rows that differ because they keep changing on the source are re-checked
+        /// before they are reported unsettled.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = ferry_spec::parse_duration)]
+        settle_for: std::time::Duration,
+    },
     /// Show where a migration stands.
     Status {
         #[command(flatten)]

@@ -11,6 +11,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// An error that is the user's input (a spec, a pattern, an argument): exit status 2.
+#[derive(Debug)]
+pub struct BadInput(anyhow::Error);
+
+impl BadInput {
+    pub fn wrap(e: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(BadInput(e))
+    }
+}
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
@@ -37,7 +55,11 @@ fn main() -> ExitCode {
                     shown.push_str(&cause);
                 }
             }
-            ExitCode::FAILURE
+            if e.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

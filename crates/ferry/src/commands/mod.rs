@@ -5,6 +5,7 @@ mod demo;
 mod holder;
 mod status;
 mod sync;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,26 @@ pub async fn run(command: Command) -> Result<ExitCode> {
                 sync::Flags {
                     until_caught_up,
                     retry_for,
+                },
+            )
+            .await
+        }
+        Command::Validate {
+            spec,
+            tables,
+            json,
+            jobs,
+            rows_per_second,
+            settle_for,
+        } => {
+            validate::run(
+                &spec,
+                validate::Flags {
+                    tables,
+                    json,
+                    jobs,
+                    rows_per_second,
+                    settle_for,
                 },
             )
             .await

@@ -40,8 +40,20 @@ struct Status {
     /// Why spooling stopped before the copy ended (`[copy] max_spool` or the disk's reserve
     /// reached): from there the slot on the source holds the stream.
     spool_full: Option<String>,
+    /// The last `ferry validate`, null before any.
+    validation: Option<Validation>,
     sections: Vec<Section>,
     errors: Vec<Error>,
+}
+
+#[derive(Debug, Serialize)]
+struct Validation {
+    result: String,
+    finished_at_ms: i64,
+    tables: u64,
+    differences: u64,
+    unsettled: u64,
+    seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +125,14 @@ fn gather(session: &Session) -> Result<Status> {
         spool_lsn: store.value(ferry_copy::SPOOL_CONFIRMED)?,
         spool_bytes: ferry_copy::spool_bytes(&session.plan.state_dir),
         spool_full: store.value(ferry_copy::SPOOL_FULL)?,
+        validation: store.last_validation()?.map(|v| Validation {
+            result: v.result,
+            finished_at_ms: v.finished_at,
+            tables: v.tables,
+            differences: v.differences,
+            unsettled: v.unsettled,
+            seconds: v.seconds,
+        }),
         sections: sections
             .into_iter()
             .filter(|s| !s.name.starts_with("post-data "))
@@ -169,6 +189,12 @@ fn print_human(s: &Status) {
         println!(
             "spool      changes through {lsn} kept during the copy, {} on disk",
             human_bytes(s.spool_bytes)
+        );
+    }
+    if let Some(v) = &s.validation {
+        println!(
+            "validate   {}: {} table(s), {} difference(s), {} unsettled, {:.1} s",
+            v.result, v.tables, v.differences, v.unsettled, v.seconds
         );
     }
     if let Some(full) = &s.spool_full {

@@ -16,7 +16,7 @@ use crate::session::Session;
 
 /// Where the last confirmation ahead of the target's origin is kept (see
 /// `SyncEvent::ConfirmedAhead`).
-const CONFIRMED_AHEAD: &str = "confirmed_ahead";
+pub(crate) const CONFIRMED_AHEAD: &str = "confirmed_ahead";
 
 pub struct Flags {
     pub until_caught_up: bool,
