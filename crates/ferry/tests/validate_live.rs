@@ -73,16 +73,9 @@ async fn validation_during_sync_under_load_has_no_false_differences_and_finds_a_
     m.run_async("copy", &[]).await.success();
     let mut sync = KillOnDrop(m.spawn_logged("sync", &[], "sync"));
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..2)
-        .map(|i| {
-            let stop = stop.clone();
-            let source = &source;
-            async move { client(source.client().await, 7 + i, stop) }
-        })
-        .collect();
     let mut workers = Vec::new();
-    for c in clients {
-        workers.push(c.await);
+    for i in 0..2 {
+        workers.push(client(source.client().await, 7 + i, stop.clone()));
     }
     let dst = target.client().await;
     let deadline = Instant::now() + Duration::from_secs(60);
