@@ -263,6 +263,7 @@ pub(crate) async fn run_all(
                 rows_started += range.rows;
             }
             chunks[range.table] += 1;
+            tracing::debug!(table = range.table, lo = ?range.lo, hi = ?range.hi, "range");
             running.push(async move {
                 let outcome = compare(ctx, &pair, range).await;
                 (pair, outcome)

@@ -37,6 +37,8 @@ use shape::Shape;
 pub struct TableToValidate {
     pub name: TableName,
     pub est_rows: u64,
+    /// Heap pages, as the catalog estimates them.
+    pub pages: u64,
 }
 
 /// How a validation runs.
@@ -65,10 +67,10 @@ impl ValidateOptions {
             tables,
             jobs: 2,
             rows_per_second: None,
-            chunk_rows: 100_000,
+            chunk_rows: 10_000,
             leaf_rows: 1_000,
             fence: None,
-            recheck_pause: Duration::from_millis(500),
+            recheck_pause: Duration::from_millis(250),
             settle_for: Duration::from_secs(30),
         }
     }
@@ -123,7 +125,13 @@ pub async fn validate(
             continue;
         };
         let key = shape::key(&first.source, &t.name, versions.0).await?;
-        let s = shape::shape(t.name.clone(), src_cols, &dst_cols, &key, t.est_rows);
+        let s = shape::shape(
+            t.name.clone(),
+            src_cols,
+            &dst_cols,
+            &key,
+            (t.est_rows, t.pages),
+        );
         for (column, side) in &s.one_sided {
             let mut d = table_difference(&t.name, DiffKind::ColumnMissing, None);
             d.columns.push(ColumnDifference {
@@ -299,8 +307,8 @@ async fn first_ranges(
     if chunks < 2 {
         return Ok(vec![whole]);
     }
-    // About 20 sampled keys per range.
-    let percent = ((chunks * 20) as f64 * 100.0 / shape.est_rows as f64).clamp(0.0001, 100.0);
+    // About 8 sampled blocks per range, one key from each.
+    let percent = ((chunks * 8) as f64 * 100.0 / shape.pages.max(1) as f64).clamp(0.0001, 100.0);
     let sql = query::sample(shape, percent);
     let what = || sql_error(format!("sampling the keys of {}", shape.table));
     let found = pair.source.query(&sql, &[]).await.map_err(what())?;

@@ -112,15 +112,20 @@ pub(crate) fn chunk_hash(shape: &Shape, hash: HashFn, filter: &str) -> String {
     )
 }
 
-/// A sample of keys in key order (the first chunk bounds).
+/// One key from each block of a block sample, in key order (where the first ranges are cut).
+/// The output columns are renamed so that `ORDER BY` sorts by the key's type, not its text.
 pub(crate) fn sample(shape: &Shape, percent: f64) -> String {
-    let keys: Vec<String> = shape
-        .key_columns()
-        .map(|c| format!("{}::text", quote::ident(&c.name)))
+    let names: Vec<String> = shape.key_columns().map(|c| quote::ident(&c.name)).collect();
+    let texts: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("s.{n}::text AS \"ferry k{i}\""))
         .collect();
     format!(
-        "SELECT {} FROM {} TABLESAMPLE SYSTEM ({percent}) ORDER BY {}",
-        keys.join(", "),
+        "SELECT {} FROM (SELECT DISTINCT ON ((ctid::text::point)[0]) {} \
+         FROM {} TABLESAMPLE SYSTEM ({percent})) s ORDER BY {}",
+        texts.join(", "),
+        names.join(", "),
         shape.from,
         key_list(shape)
     )

@@ -52,6 +52,7 @@ pub(crate) struct Shape {
     /// Columns only one side has (`(name, side)`).
     pub one_sided: Vec<(String, &'static str)>,
     pub est_rows: u64,
+    pub pages: u64,
 }
 
 impl Shape {
@@ -124,7 +125,7 @@ pub(crate) fn shape(
     source: Vec<Column>,
     target: &[Column],
     key: &[String],
-    est_rows: u64,
+    (est_rows, pages): (u64, u64),
 ) -> Shape {
     let mut one_sided = Vec::new();
     let mut columns = Vec::new();
@@ -159,5 +160,6 @@ pub(crate) fn shape(
         collate_c,
         one_sided,
         est_rows,
+        pages,
     }
 }

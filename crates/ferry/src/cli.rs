@@ -86,6 +86,11 @@ pub enum Command {
         /// before they are reported unsettled.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = ferry_spec::parse_duration)]
         settle_for: std::time::Duration,
+        /// Without change capture of this migration on the target (no fence), how long to
+        /// wait before a differing row is read again: raise it when another tool replicates
+        /// into the target, to at least its lag.
+        #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = ferry_spec::parse_duration)]
+        recheck_after: std::time::Duration,
     },
     /// Show where a migration stands.
     Status {

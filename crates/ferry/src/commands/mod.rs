@@ -56,6 +56,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             jobs,
             rows_per_second,
             settle_for,
+            recheck_after,
         } => {
             validate::run(
                 &spec,
@@ -65,6 +66,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
                     jobs,
                     rows_per_second,
                     settle_for,
+                    recheck_after,
                 },
             )
             .await

@@ -25,6 +25,7 @@ pub struct Flags {
     pub jobs: u16,
     pub rows_per_second: Option<u64>,
     pub settle_for: Duration,
+    pub recheck_after: Duration,
 }
 
 pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
@@ -76,6 +77,7 @@ async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
         .map(|t| TableToValidate {
             name: t.name,
             est_rows: t.est_rows,
+            pages: t.pages,
         })
         .collect();
     drop(admin);
@@ -92,6 +94,7 @@ async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
     options.jobs = usize::from(flags.jobs.max(1));
     options.rows_per_second = flags.rows_per_second;
     options.settle_for = flags.settle_for;
+    options.recheck_pause = flags.recheck_after;
     options.fence = Some(Fence {
         origin: ferry_cdc::origin_name(&session.plan.name),
         ahead: Arc::new(move || confirmed_ahead(ahead_store.as_ref())),
