@@ -16,7 +16,7 @@ mod session;
 mod statement;
 mod sync;
 
-pub use applier::{Applier, BatchLimits, Committed};
+pub use applier::{Applier, BatchLimits, Committed, Mismatch};
 pub use checks::{ConfirmedAhead, Recorded};
 pub use error::CdcError;
 pub use origin::{origin_name, Origin};

@@ -38,6 +38,8 @@ pub(crate) struct Run {
     /// The latest confirmation ahead of the origin, stored by the caller or recorded.
     ahead: Option<ConfirmedAhead>,
     last_idle_confirm: Option<Instant>,
+    /// Rows online validation read back in the sessions before this one.
+    verified_before: u64,
 }
 
 impl Run {
@@ -49,6 +51,7 @@ impl Run {
             durable: Lsn(0),
             ahead: options.recorded.confirmed_ahead,
             last_idle_confirm: None,
+            verified_before: 0,
         }
     }
 
@@ -141,6 +144,7 @@ pub(crate) async fn run(
     on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
 ) -> Result<(), CdcError> {
     run.session_streamed = None;
+    run.verified_before = run.summary.verified;
     // The target first: nothing is written to a cluster that is not the copy's.
     let observer = target.connect().await?;
     checks::target_identity(&observer, &options.recorded.target_system_id).await?;
@@ -223,26 +227,27 @@ pub(crate) async fn run(
             next
         } else {
             tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(tick) => {
-                if applier.due() {
-                    if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
-                        record(&c, run, Some(&stream), &observer, on_event).await?;
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(tick) => {
+                        if applier.due() {
+                            if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
+                                record(&c, run, Some(&stream), &observer, on_event).await?;
+                            }
+                        }
+                        confirm_idle(run, &applier, &stream, on_event);
+                        if reached(run) {
+                            break;
+                        }
+                        if last_report.elapsed() >= Duration::from_secs(1) {
+                            last_report = tokio::time::Instant::now();
+                            online_checks(&mut applier, run, on_event);
+            let progress = measure(&admin, run, applier.pending()).await?;
+                            on_event(SyncEvent::Progress(&progress));
+                        }
+                        continue;
                     }
-                }
-                confirm_idle(run, &applier, &stream, on_event);
-                if reached(run) {
-                    break;
-                }
-                if last_report.elapsed() >= Duration::from_secs(1) {
-                    last_report = tokio::time::Instant::now();
-                    let progress = measure(&admin, run, applier.pending()).await?;
-                    on_event(SyncEvent::Progress(&progress));
-                }
-                continue;
-            }
-            next = stream.next() => next,
-            }
+                    next = stream.next() => next,
+                    }
         };
         let data = match next {
             Ok(Some(data)) => data,
@@ -280,6 +285,7 @@ pub(crate) async fn run(
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = tokio::time::Instant::now();
+            online_checks(&mut applier, run, on_event);
             let progress = measure(&admin, run, applier.pending()).await?;
             on_event(SyncEvent::Progress(&progress));
         }
@@ -288,6 +294,7 @@ pub(crate) async fn run(
         record(&c, run, Some(&stream), &observer, on_event).await?;
     }
     stream.close().await;
+    online_checks(&mut applier, run, on_event);
     let progress = measure(&admin, run, applier.pending()).await?;
     on_event(SyncEvent::Progress(&progress));
     Ok(())
@@ -364,6 +371,20 @@ fn confirm_idle(
     run.confirm_ahead(end, Some(stream), on_event);
 }
 
+/// Hands on what online validation found since the last call.
+fn online_checks(
+    applier: &mut Applier,
+    run: &mut Run,
+    on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
+) {
+    let (mismatches, verified) = applier.take_mismatches();
+    run.summary.verified = run.verified_before + verified;
+    for m in &mismatches {
+        run.summary.mismatches += 1;
+        on_event(SyncEvent::Mismatch(m));
+    }
+}
+
 /// Lag both ways: WAL bytes behind the source's current position, and the age of the last
 /// applied commit while changes are pending (0 when caught up).
 pub(crate) async fn measure(
@@ -391,5 +412,7 @@ pub(crate) async fn measure(
         transactions: summary.transactions,
         lag_bytes: u64::try_from(lag_bytes).unwrap_or(0),
         lag_seconds,
+        verified: summary.verified,
+        mismatches: summary.mismatches,
     })
 }

@@ -14,6 +14,7 @@ use ferry_model::Lsn;
 use ferry_pg::Connector;
 use tokio_util::sync::CancellationToken;
 
+use crate::applier::Mismatch;
 use crate::retry::Backoff;
 use crate::session::{self, Run};
 use crate::{BatchLimits, CdcError, ConfirmedAhead, Recorded, RetryPolicy};
@@ -45,6 +46,9 @@ pub struct SyncProgress {
     pub lag_bytes: u64,
     /// Age of the last applied commit while changes are pending; 0 when caught up.
     pub lag_seconds: f64,
+    /// Online validation so far: rows read back after commit, and those that differed.
+    pub verified: u64,
+    pub mismatches: u64,
 }
 
 /// How a run ended.
@@ -58,6 +62,9 @@ pub struct SyncSummary {
     pub last_commit_time_us: Option<i64>,
     /// Sessions started again after a transient fault.
     pub retries: u32,
+    /// Online validation: applied rows read back after commit, and those that differed.
+    pub verified: u64,
+    pub mismatches: u64,
 }
 
 /// What `sync` reports while it runs.
@@ -80,6 +87,8 @@ pub enum SyncEvent<'a> {
     /// be stored, that check refuses to resume when the slot was left there — safe, never
     /// silent.
     ConfirmedAhead(ConfirmedAhead),
+    /// Online validation: a row read back after its group committed is not what was applied.
+    Mismatch(&'a Mismatch),
 }
 
 /// Runs until `stop` is cancelled or (with `until_caught_up`) the source's changes up to the

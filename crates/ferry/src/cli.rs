@@ -63,6 +63,10 @@ pub enum Command {
         /// backoff (0.5 s doubling to 30 s) for this long before giving up; 0s never retries.
         #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = ferry_spec::parse_duration)]
         retry_for: std::time::Duration,
+        /// Online validation: the share of applied rows read back from the target right
+        /// after their group commits and compared with what was applied (0 turns it off).
+        #[arg(long, value_name = "FRACTION", default_value_t = 0.001, value_parser = parse_fraction)]
+        verify_sample: f64,
     },
     /// Prove both sides hold the same rows: hashes of key ranges computed in both databases,
     /// differing ranges bisected down to the rows. Exit 0 when equal, 4 when different.
@@ -121,4 +125,14 @@ pub enum Command {
         #[command(flatten)]
         spec: SpecArgs,
     },
+}
+
+/// A share between 0 and 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "`{s}` is not a fraction between 0 and 1 (like 0.01)"
+        )),
+    }
 }

@@ -139,3 +139,53 @@ async fn validation_during_sync_under_load_has_no_false_differences_and_finds_a_
     );
     sync.kill9();
 }
+
+#[tokio::test]
+async fn online_validation_reads_applied_rows_back_and_reports_what_differs() {
+    let source = TestDb::create(cluster()).await;
+    let target = TestDb::create(cluster()).await;
+    source.execute_batch(SCHEMA).await;
+    let m = Migration::between(
+        "validate-online",
+        &source,
+        &target,
+        "[tables]\nwithout_identity = \"append_only\"\n",
+    );
+    m.run_async("copy", &[]).await.success();
+    // Something besides Ferry writes the target: a trigger that fires even for replicated
+    // changes rewrites row 7 of `cold` whenever it is written.
+    target
+        .execute_batch(
+            "CREATE FUNCTION meddle() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.id = 7 THEN NEW.v := 'meddled'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER meddle BEFORE UPDATE ON cold FOR EACH ROW EXECUTE FUNCTION meddle();
+             ALTER TABLE cold ENABLE ALWAYS TRIGGER meddle;",
+        )
+        .await;
+    source
+        .execute_batch(
+            "UPDATE cold SET v = v || '!' WHERE id <= 20;
+             UPDATE accounts SET abalance = 1 WHERE aid <= 100;",
+        )
+        .await;
+    let out = m
+        .run_async("sync", &["--until-caught-up", "--verify-sample", "1"])
+        .await
+        .success();
+    let text = out.text();
+    assert!(
+        text.contains(r#"public.cold ("id")=(7): column(s) v differ"#),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("online validation:").count(),
+        1,
+        "only row 7 differs:\n{text}"
+    );
+    let status = m.status_async().await;
+    assert_eq!(status["online_validation"]["mismatches"], 1, "{status:#}");
+    assert!(
+        status["online_validation"]["checked"].as_u64().unwrap_or(0) >= 120,
+        "every applied row is read back with --verify-sample 1: {status:#}"
+    );
+}

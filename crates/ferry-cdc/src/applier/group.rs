@@ -69,6 +69,7 @@ impl Applier {
             .await
             .map_err(sql_error("committing applied changes on the target"))?;
         self.applied = group.lsn;
+        self.verify_samples().await?;
         tracing::debug!(
             lsn = %group.lsn,
             transactions = group.transactions,

@@ -28,6 +28,9 @@ use crate::CdcError;
 mod folded;
 mod group;
 mod ordered;
+mod verify;
+
+pub use verify::Mismatch;
 
 /// When a group of source transactions is committed on the target.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +42,9 @@ pub struct BatchLimits {
     /// Fold each run of changes to one net change per row key, applied by set-based
     /// statements (docs/adr/0009-folded-apply.md); off: one statement per change.
     pub fold: bool,
+    /// Online validation: every this-many-th row a folded run writes is read back after its
+    /// group commits and compared with what was applied; 0: none.
+    pub verify_every: u64,
 }
 
 impl Default for BatchLimits {
@@ -48,6 +54,7 @@ impl Default for BatchLimits {
             max_changes: 50_000,
             max_delay: Duration::from_millis(100),
             fold: true,
+            verify_every: 0,
         }
     }
 }
@@ -158,6 +165,12 @@ pub struct Applier {
     in_transaction: bool,
     /// The current source transaction was applied before (it is being resent): skip it.
     skipping: bool,
+    /// Online validation: rows of the group in flight to read back after its commit, rows
+    /// seen for the sampling, rows read back, and what did not match.
+    samples: Vec<verify::Sample>,
+    sample_seen: u64,
+    verified: u64,
+    mismatches: Vec<Mismatch>,
 }
 
 impl Applier {
@@ -211,6 +224,10 @@ impl Applier {
             last_commit: None,
             in_transaction: false,
             skipping: false,
+            samples: Vec::new(),
+            sample_seen: 0,
+            verified: 0,
+            mismatches: Vec::new(),
         };
         Ok((applier, applied))
     }

@@ -39,12 +39,14 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             spec,
             until_caught_up,
             retry_for,
+            verify_sample,
         } => {
             sync::run(
                 &spec,
                 sync::Flags {
                     until_caught_up,
                     retry_for,
+                    verify_sample,
                 },
             )
             .await

@@ -42,8 +42,16 @@ struct Status {
     spool_full: Option<String>,
     /// The last `ferry validate`, null before any.
     validation: Option<Validation>,
+    /// `ferry sync`'s online validation: rows read back after apply, and mismatches found.
+    online_validation: OnlineValidation,
     sections: Vec<Section>,
     errors: Vec<Error>,
+}
+
+#[derive(Debug, Serialize)]
+struct OnlineValidation {
+    checked: u64,
+    mismatches: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +133,13 @@ fn gather(session: &Session) -> Result<Status> {
         spool_lsn: store.value(ferry_copy::SPOOL_CONFIRMED)?,
         spool_bytes: ferry_copy::spool_bytes(&session.plan.state_dir),
         spool_full: store.value(ferry_copy::SPOOL_FULL)?,
+        online_validation: OnlineValidation {
+            checked: store
+                .value("online_checked")?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            mismatches: store.event_count(super::sync::ONLINE_MISMATCH)?,
+        },
         validation: store.last_validation()?.map(|v| Validation {
             result: v.result,
             finished_at_ms: v.finished_at,
@@ -189,6 +204,12 @@ fn print_human(s: &Status) {
         println!(
             "spool      changes through {lsn} kept during the copy, {} on disk",
             human_bytes(s.spool_bytes)
+        );
+    }
+    if s.online_validation.checked > 0 || s.online_validation.mismatches > 0 {
+        println!(
+            "online     {} applied row(s) read back, {} mismatch(es)",
+            s.online_validation.checked, s.online_validation.mismatches
         );
     }
     if let Some(v) = &s.validation {

@@ -18,8 +18,13 @@ use crate::session::Session;
 /// `SyncEvent::ConfirmedAhead`).
 pub(crate) const CONFIRMED_AHEAD: &str = "confirmed_ahead";
 
+/// The store's event kind for an online validation mismatch.
+pub(crate) const ONLINE_MISMATCH: &str = "online_mismatch";
+
 pub struct Flags {
     pub until_caught_up: bool,
+    /// Online validation: the share of applied rows read back after commit (0: none).
+    pub verify_sample: f64,
     /// How long transient faults are retried.
     pub retry_for: Duration,
 }
@@ -60,7 +65,10 @@ async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
         slot: inv.slot.clone(),
         publications: inv.publications.clone(),
         origin: origin_name(&session.plan.name),
-        limits: BatchLimits::default(),
+        limits: BatchLimits {
+            verify_every: verify_every(flags.verify_sample),
+            ..BatchLimits::default()
+        },
         until_caught_up,
         recorded: Recorded {
             source_system_id: inv.source_system_id.clone(),
@@ -99,12 +107,17 @@ async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
     });
     store.set_value("phase", "syncing")?;
     let started = Instant::now();
+    let checked_before: u64 = store
+        .value("online_checked")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut last_line: Option<Instant> = None;
     let mut on_progress = |p: &SyncProgress| {
         for (key, value) in [
             ("applied_lsn", p.applied.to_string()),
             ("lag_bytes", p.lag_bytes.to_string()),
             ("lag_seconds", format!("{:.3}", p.lag_seconds)),
+            ("online_checked", (checked_before + p.verified).to_string()),
         ] {
             if let Err(e) = store.set_value(key, &value) {
                 tracing::warn!(error = %e, "cannot record the apply progress");
@@ -137,6 +150,12 @@ async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
         SyncEvent::Resumed { from } => {
             eprintln!("sync: streaming again from {from} (the target's applied position)");
         }
+        SyncEvent::Mismatch(m) => {
+            eprintln!("sync: online validation: {m}");
+            if let Err(e) = store.record_event(ONLINE_MISMATCH, &m.to_string()) {
+                tracing::warn!(error = %e, "cannot record an online validation mismatch");
+            }
+        }
         SyncEvent::ConfirmedAhead(ahead) => {
             if let Err(e) = store.set_value(CONFIRMED_AHEAD, &ahead.to_string()) {
                 tracing::warn!(error = %e, "cannot record a confirmation ahead of the origin");
@@ -164,12 +183,24 @@ async fn sync(session: &Session, flags: &Flags) -> Result<ExitCode> {
         n => format!(" ({n} retries after faults)"),
     };
     println!(
-        "applied {} transactions ({} changes) from {} through {} in {:.1}s{retries}",
+        "applied {} transactions ({} changes) from {} through {} in {:.1}s{retries}; \
+         online validation read back {} rows, {} mismatched",
         summary.transactions,
         summary.changes,
         summary.started_at,
         summary.applied,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        summary.verified,
+        summary.mismatches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row in `1 / sample` is read back (none for 0).
+fn verify_every(sample: f64) -> u64 {
+    if sample > 0.0 {
+        (1.0 / sample.min(1.0)).round() as u64
+    } else {
+        0
+    }
 }
