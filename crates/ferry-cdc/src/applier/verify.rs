@@ -71,7 +71,7 @@ impl Applier {
         }
         for row in rows {
             self.sample_seen += 1;
-            if self.sample_seen % every == 0 && self.samples.len() < MAX_PER_GROUP {
+            if self.sample_seen.is_multiple_of(every) && self.samples.len() < MAX_PER_GROUP {
                 self.samples.push(Sample {
                     rel: rel.clone(),
                     values: row.clone(),
