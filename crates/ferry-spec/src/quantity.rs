@@ -61,7 +61,7 @@ pub(crate) fn format_duration(d: Duration) -> String {
         ("min", 60_000),
         ("s", 1_000),
     ] {
-        if ms >= size && ms % size == 0 {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
