@@ -284,7 +284,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -314,4 +314,50 @@ fn store_is_shared_between_threads() {
     assert!(units.iter().all(|u| u.state == UnitState::Done));
     let dyn_store: &dyn StateStore = store.as_ref();
     assert_eq!(dyn_store.units().expect("list").len(), 4);
+}
+
+#[test]
+fn validations_keep_each_difference_and_the_last_one_is_shown() {
+    let (_dir, store) = store();
+    assert_eq!(store.last_validation().expect("read"), None);
+    let diff = |n: u32| StoredDifference {
+        table: "public.t".into(),
+        kind: "changed".into(),
+        detail: format!("{{\"key\":{{\"id\":\"{n}\"}}}}"),
+    };
+    let first = store
+        .record_validation(&ValidationRun {
+            result: "different".into(),
+            tables: 3,
+            differences: vec![diff(1), diff(2)],
+            unsettled: 1,
+            seconds: 1.5,
+        })
+        .expect("record");
+    let second = store
+        .record_validation(&ValidationRun {
+            result: "equal".into(),
+            tables: 3,
+            differences: vec![],
+            unsettled: 0,
+            seconds: 0.5,
+        })
+        .expect("record");
+    let last = store.last_validation().expect("read").expect("one");
+    assert_eq!(
+        (last.id, last.result.as_str(), last.differences),
+        (second, "equal", 0)
+    );
+    assert_eq!(
+        store.validation_differences(first).expect("read"),
+        vec![diff(1), diff(2)]
+    );
+    store
+        .record_event("online_mismatch", "public.t (id)=(1)")
+        .expect("event");
+    store.record_event("other", "x").expect("event");
+    assert_eq!(store.event_count("online_mismatch").expect("count"), 1);
+    store.reset().expect("reset");
+    assert_eq!(store.last_validation().expect("read"), None);
+    assert_eq!(store.event_count("online_mismatch").expect("count"), 0);
 }
