@@ -3,6 +3,7 @@
 //! a time, each with one connection per side.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -51,6 +52,11 @@ pub(crate) enum Outcome {
     Behind {
         range: Range,
     },
+    /// The range differs, but its table has as many differing rows as are wanted already:
+    /// not drilled down.
+    Undrilled {
+        table: usize,
+    },
 }
 
 /// What the ranges share.
@@ -59,6 +65,11 @@ pub(crate) struct Ctx<'a> {
     pub hash: HashFn,
     pub fence: Option<&'a Fence>,
     pub leaf_rows: u64,
+    /// Differing rows found so far, per table, and how many are wanted at most: past that a
+    /// differing range is counted, not drilled (a target missing a whole table must not be
+    /// fetched row by row).
+    pub found: Vec<AtomicUsize>,
+    pub max_differences: usize,
 }
 
 /// Runs one query on both sides (`source` and `target` are its two futures, not started
@@ -132,6 +143,9 @@ pub(crate) async fn compare(
             rows: (s.0, t.0),
         });
     }
+    if ctx.found[range.table].load(Ordering::Relaxed) >= ctx.max_differences {
+        return Ok(Outcome::Undrilled { table: range.table });
+    }
     let most = s.0.max(t.0);
     if most > ctx.leaf_rows {
         let bounds = split_points(shape, pair, s.0 >= t.0, &filter, &values, most).await?;
@@ -152,7 +166,9 @@ pub(crate) async fn compare(
     };
     let counts = (s.len() as u64, t.len() as u64);
     let (s, t) = (rows::by_key(shape, s), rows::by_key(shape, t));
-    let differing = rows::differing(&s, &t)
+    let keys = rows::differing(&s, &t);
+    ctx.found[range.table].fetch_add(keys.len(), Ordering::Relaxed);
+    let differing = keys
         .into_iter()
         .map(|k| {
             let (a, b) = (s.get(&k).cloned(), t.get(&k).cloned());

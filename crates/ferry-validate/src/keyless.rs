@@ -81,6 +81,13 @@ pub(crate) async fn compare(
         .chain(t.keys().filter(|b| !s.contains_key(*b)).copied())
         .collect();
     differing.sort_unstable();
+    // About a thousand rows a bucket: past `max_differences` rows, the rest is only counted.
+    let wanted = ctx
+        .max_differences
+        .div_ceil(ctx.leaf_rows.max(1) as usize)
+        .max(1);
+    let undrilled = differing.len().saturating_sub(wanted) as u64;
+    differing.truncate(wanted);
     let deadline = Instant::now() + rules.settle_for;
     let mut last: Option<Multiset> = None;
     loop {
@@ -96,10 +103,13 @@ pub(crate) async fn compare(
             });
         }
         if last.as_ref() == Some(&now) {
-            let differences = now
+            let mut differences: Vec<Difference> = now
                 .values()
                 .map(|(n, row)| rows::multiset_difference(shape, *n, row))
                 .collect();
+            if undrilled > 0 {
+                differences.push(rows::more_differences(shape, undrilled));
+            }
             return Ok(Found {
                 rows,
                 differences,

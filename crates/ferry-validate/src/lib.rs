@@ -17,6 +17,7 @@ mod rows;
 mod session;
 mod shape;
 
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use ferry_model::TableName;
@@ -59,6 +60,8 @@ pub struct ValidateOptions {
     pub recheck_pause: Duration,
     /// How long differing rows may keep changing before they are reported unsettled.
     pub settle_for: Duration,
+    /// Differing rows named per table at most; further differing ranges are counted only.
+    pub max_differences: usize,
 }
 
 impl ValidateOptions {
@@ -72,6 +75,7 @@ impl ValidateOptions {
             fence: None,
             recheck_pause: Duration::from_millis(250),
             settle_for: Duration::from_secs(30),
+            max_differences: 1_000,
         }
     }
 }
@@ -148,6 +152,8 @@ pub async fn validate(
         hash: HashFn::for_versions(versions.0, versions.1),
         fence: fence.as_ref(),
         leaf_rows: options.leaf_rows.max(1),
+        found: shapes.iter().map(|_| AtomicUsize::new(0)).collect(),
+        max_differences: options.max_differences.max(1),
     };
     let rules = Rules {
         pause: options.recheck_pause,
@@ -185,6 +191,7 @@ pub async fn validate(
                 );
             }
             Outcome::Behind { range } => behind.push(range),
+            Outcome::Undrilled { table } => per_table[table].undrilled += 1,
             Outcome::Split(_) => {}
         },
         &mut chunk_counts,
@@ -210,6 +217,12 @@ pub async fn validate(
             tally.unsettled = unsettled.len();
             report.differences.extend(found);
             report.unsettled.extend(unsettled);
+            if tally.undrilled > 0 {
+                tally.differences += 1;
+                report
+                    .differences
+                    .push(rows::more_differences(s, tally.undrilled));
+            }
             for r in behind.iter().filter(|r| r.table == i) {
                 tally.unsettled += 1;
                 report.unsettled.push(Unsettled {
@@ -257,6 +270,8 @@ struct Tally {
     differences: usize,
     unsettled: usize,
     seconds: f64,
+    /// Differing ranges not drilled down (past `max_differences`).
+    undrilled: u64,
 }
 
 impl Tally {
@@ -274,6 +289,7 @@ fn table_difference(table: &TableName, kind: DiffKind, key: Option<Key>) -> Diff
         columns: Vec::new(),
         row: None,
         copies: None,
+        ranges: None,
     }
 }
 

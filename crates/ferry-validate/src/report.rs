@@ -58,6 +58,9 @@ pub enum Kind {
     TableMissing,
     /// A column is on one side only (`columns` names it; values null).
     ColumnMissing,
+    /// More rows differ than `--max-differences`: `ranges` key ranges that differ were not
+    /// drilled down to their rows.
+    MoreDifferences,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +82,9 @@ pub struct Difference {
     pub row: Option<BTreeMap<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copies: Option<u64>,
+    /// `more_differences`: the differing key ranges left undrilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<u64>,
 }
 
 /// A row that differed at every look but was changing on the source meanwhile (or the

@@ -112,6 +112,7 @@ pub(crate) fn difference(
         columns,
         row: None,
         copies: None,
+        ranges: None,
     }
 }
 
@@ -159,5 +160,20 @@ pub(crate) fn multiset_difference(shape: &Shape, n: i64, row: &RowValues) -> Dif
                 .collect(),
         ),
         copies: Some(n.unsigned_abs()),
+        ranges: None,
+    }
+}
+
+/// Past `--max-differences`: how many differing key ranges (or hash buckets) were not drilled
+/// down to their rows.
+pub(crate) fn more_differences(shape: &Shape, ranges: u64) -> Difference {
+    Difference {
+        table: shape.table.to_string(),
+        kind: Kind::MoreDifferences,
+        key: None,
+        columns: Vec::new(),
+        row: None,
+        copies: None,
+        ranges: Some(ranges),
     }
 }

@@ -95,6 +95,10 @@ pub enum Command {
         /// into the target, to at least its lag.
         #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = ferry_spec::parse_duration)]
         recheck_after: std::time::Duration,
+        /// Name at most about this many differing rows per table; further differing key
+        /// ranges are counted (`more_differences`), not fetched.
+        #[arg(long, value_name = "ROWS", default_value_t = 1000)]
+        max_differences: usize,
     },
     /// Show where a migration stands.
     Status {

@@ -266,3 +266,45 @@ async fn bad_input_exits_2_with_the_way_out() {
     let out = broken.run_async("validate", &[]).await.failure();
     assert!(!out.text().contains("Sekr1t"), "{}", out.text());
 }
+
+#[tokio::test]
+async fn a_table_emptied_on_the_target_is_counted_not_fetched_past_max_differences() {
+    let (source, target) = pair().await;
+    source
+        .execute_batch(
+            "CREATE TABLE gone (id int PRIMARY KEY, v text);
+             INSERT INTO gone SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+             ANALYZE gone;",
+        )
+        .await;
+    target
+        .execute_batch("CREATE TABLE gone (id int PRIMARY KEY, v text);")
+        .await;
+    let m = Migration::between("validate-gone", &source, &target, "");
+    let out = m
+        .run_async(
+            "validate",
+            &[
+                "--tables",
+                "public.gone",
+                "--max-differences",
+                "10",
+                "--json",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, Some(4), "{}", out.text());
+    let r = report(&out);
+    let diffs = r["differences"].as_array().expect("differences");
+    let named = diffs
+        .iter()
+        .filter(|d| d["kind"] == "missing_on_target")
+        .count();
+    let more: Vec<&Value> = diffs
+        .iter()
+        .filter(|d| d["kind"] == "more_differences")
+        .collect();
+    assert!(named > 0 && named < 5000, "{named} rows named: {r:#}");
+    assert_eq!(more.len(), 1, "{r:#}");
+    assert!(more[0]["ranges"].as_u64().unwrap_or(0) > 0, "{r:#}");
+}

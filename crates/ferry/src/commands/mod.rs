@@ -59,6 +59,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             rows_per_second,
             settle_for,
             recheck_after,
+            max_differences,
         } => {
             validate::run(
                 &spec,
@@ -69,6 +70,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
                     rows_per_second,
                     settle_for,
                     recheck_after,
+                    max_differences,
                 },
             )
             .await

@@ -26,6 +26,7 @@ pub struct Flags {
     pub rows_per_second: Option<u64>,
     pub settle_for: Duration,
     pub recheck_after: Duration,
+    pub max_differences: usize,
 }
 
 pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
@@ -95,6 +96,7 @@ async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
     options.rows_per_second = flags.rows_per_second;
     options.settle_for = flags.settle_for;
     options.recheck_pause = flags.recheck_after;
+    options.max_differences = flags.max_differences;
     options.fence = Some(Fence {
         origin: ferry_cdc::origin_name(&session.plan.name),
         ahead: Arc::new(move || confirmed_ahead(ahead_store.as_ref())),
@@ -160,6 +162,13 @@ fn print(report: &Report) {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
+        if let Some(ranges) = d.ranges {
+            println!(
+                "{}: {ranges} more key range(s) differ, not drilled down (--max-differences)",
+                d.table
+            );
+            continue;
+        }
         println!("{} {key}: {kind}", d.table);
         for c in &d.columns {
             println!(
