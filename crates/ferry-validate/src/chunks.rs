@@ -2,13 +2,13 @@
 //! split until they are small enough to fetch, then the rows compared. Runs `jobs` ranges at
 //! a time, each with one connection per side.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::query::{self, HashFn, Key};
 use crate::rows::{self, RowValues};
@@ -23,6 +23,19 @@ const SPLIT: u64 = 16;
 pub(crate) struct Pair {
     pub source: Client,
     pub target: Client,
+    /// The range-hash statements prepared on each side, by SQL text (planned once per
+    /// table and range shape, not once per range).
+    pub prepared: (HashMap<String, Statement>, HashMap<String, Statement>),
+}
+
+impl Pair {
+    pub fn new(source: Client, target: Client) -> Pair {
+        Pair {
+            source,
+            target,
+            prepared: (HashMap::new(), HashMap::new()),
+        }
+    }
 }
 
 /// A key range `[lo, hi)` of table `table` (an index into the shapes); an open end is `None`.
@@ -77,7 +90,7 @@ pub(crate) struct Ctx<'a> {
 /// source showed. `None` when the target did not get there in time.
 pub(crate) async fn both<T>(
     ctx: &Ctx<'_>,
-    pair: &Pair,
+    (source_client, target_client): (&Client, &Client),
     source: impl std::future::Future<Output = Result<T, ValidateError>>,
     target: impl std::future::Future<Output = Result<T, ValidateError>>,
 ) -> Result<Option<(T, T)>, ValidateError> {
@@ -88,8 +101,8 @@ pub(crate) async fn both<T>(
         }
         Some(fence) => {
             let s = source.await?;
-            let at = session::source_position(&pair.source).await?;
-            if !fence.reach(&pair.target, at).await? {
+            let at = session::source_position(source_client).await?;
+            if !fence.reach(target_client, at).await? {
                 return Ok(None);
             }
             Ok(Some((s, target.await?)))
@@ -103,18 +116,24 @@ fn params(values: &[String]) -> Vec<&(dyn ToSql + Sync)> {
 
 async fn hash_of(
     client: &Client,
+    prepared: &mut HashMap<String, Statement>,
     shape: &Shape,
     sql: &str,
     values: &[String],
 ) -> Result<(u64, String), ValidateError> {
-    let row = client
-        .query_one(sql, &params(values))
-        .await
-        .map_err(ferry_pg::sql_error(format!(
-            "hashing rows of {}",
-            shape.table
-        )))?;
     let what = || ferry_pg::sql_error(format!("hashing rows of {}", shape.table));
+    let statement = match prepared.get(sql) {
+        Some(s) => s.clone(),
+        None => {
+            let s = client.prepare(sql).await.map_err(what())?;
+            prepared.insert(sql.to_owned(), s.clone());
+            s
+        }
+    };
+    let row = client
+        .query_one(&statement, &params(values))
+        .await
+        .map_err(what())?;
     let count: i64 = row.try_get(0).map_err(what())?;
     Ok((count.max(0) as u64, row.try_get(1).map_err(what())?))
 }
@@ -122,17 +141,18 @@ async fn hash_of(
 /// Compares one range.
 pub(crate) async fn compare(
     ctx: &Ctx<'_>,
-    pair: &Pair,
+    pair: &mut Pair,
     range: Range,
 ) -> Result<Outcome, ValidateError> {
     let shape = &ctx.shapes[range.table];
     let (filter, values) = query::range(shape, range.lo.as_ref(), range.hi.as_ref());
     let sql = query::chunk_hash(shape, ctx.hash, &filter);
+    let (source_prepared, target_prepared) = &mut pair.prepared;
     let hashes = both(
         ctx,
-        pair,
-        hash_of(&pair.source, shape, &sql, &values),
-        hash_of(&pair.target, shape, &sql, &values),
+        (&pair.source, &pair.target),
+        hash_of(&pair.source, source_prepared, shape, &sql, &values),
+        hash_of(&pair.target, target_prepared, shape, &sql, &values),
     );
     let Some((s, t)) = hashes.await? else {
         return Ok(Outcome::Behind { range });
@@ -157,7 +177,7 @@ pub(crate) async fn compare(
     let (sp, tp) = (params(&values), params(&values));
     let fetched = both(
         ctx,
-        pair,
+        (&pair.source, &pair.target),
         rows::fetch(&pair.source, shape, &sql, &sp),
         rows::fetch(&pair.target, shape, &sql, &tp),
     );
@@ -281,7 +301,8 @@ pub(crate) async fn run_all(
             chunks[range.table] += 1;
             tracing::debug!(table = range.table, lo = ?range.lo, hi = ?range.hi, "range");
             running.push(async move {
-                let outcome = compare(ctx, &pair, range).await;
+                let mut pair = pair;
+                let outcome = compare(ctx, &mut pair, range).await;
                 (pair, outcome)
             });
         }

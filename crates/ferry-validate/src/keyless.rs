@@ -35,7 +35,7 @@ pub(crate) async fn compare(
     let sql = query::chunk_hash(shape, ctx.hash, "");
     let whole = both(
         ctx,
-        pair,
+        (&pair.source, &pair.target),
         whole_hash(&pair.source, shape, &sql),
         whole_hash(&pair.target, shape, &sql),
     )
@@ -66,7 +66,7 @@ pub(crate) async fn compare(
     let sql = query::bucket_hashes(shape, ctx.hash);
     let per_bucket = both(
         ctx,
-        pair,
+        (&pair.source, &pair.target),
         bucket_hashes(&pair.source, shape, &sql, buckets),
         bucket_hashes(&pair.target, shape, &sql, buckets),
     )
@@ -180,7 +180,7 @@ async fn look(
     let sql = query::fetch_buckets(shape, ctx.hash);
     let found = both(
         ctx,
-        pair,
+        (&pair.source, &pair.target),
         rows::fetch(&pair.source, shape, &sql, &sp),
         rows::fetch(&pair.target, shape, &sql, &tp),
     )

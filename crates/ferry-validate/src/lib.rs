@@ -96,10 +96,10 @@ pub async fn validate(
     let started = Instant::now();
     let mut pairs = Vec::with_capacity(options.jobs.max(1));
     for _ in 0..options.jobs.max(1) {
-        pairs.push(Pair {
-            source: session::open(source).await?,
-            target: session::open(target).await?,
-        });
+        pairs.push(Pair::new(
+            session::open(source).await?,
+            session::open(target).await?,
+        ));
     }
     let first = &pairs[0];
     let versions = (

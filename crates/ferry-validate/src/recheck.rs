@@ -115,7 +115,7 @@ async fn look(
     let sql = query::fetch_keys(shape);
     let found = both(
         ctx,
-        pair,
+        (&pair.source, &pair.target),
         rows::fetch(&pair.source, shape, &sql, &sp),
         rows::fetch(&pair.target, shape, &sql, &tp),
     )
