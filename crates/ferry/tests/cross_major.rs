@@ -1,6 +1,7 @@
 //! `ferry copy` between clusters of different major versions: PostgreSQL 13 into the default
 //! cluster (15), and the default cluster into 18, each skipped with a SKIPPED line when that
-//! major is not installed (scripts/setup.sh installs both under .pg/).
+//! major is not installed (scripts/setup.sh installs both under .pg/). Each pair is then
+//! validated across the majors.
 
 mod common;
 
@@ -111,6 +112,35 @@ async fn copy_between(name: &str, from: &'static LocalCluster, to: &'static Loca
         .expect("partition indexes")
         .get(0);
     assert_eq!(indexed, 3, "the parent's index is not on every partition");
+
+    // Validation across the majors: equal as copied (floats compared by value, whatever
+    // each major's text output), and a float changed in its last bits is found alone.
+    dst.batch_execute("DELETE FROM items WHERE name = 'new'")
+        .await
+        .expect("remove the probe row");
+    let out = m.run_async("validate", &["--json"]).await.success();
+    assert!(
+        out.stdout.contains(r#""result": "equal""#),
+        "{}",
+        out.text()
+    );
+    dst.batch_execute("UPDATE items SET ratio = ratio * (1 + 1e-15) WHERE id = 7")
+        .await
+        .expect("nudge a float");
+    let out = m.run_async("validate", &["--json"]).await;
+    assert_eq!(out.code, Some(4), "{}", out.text());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let found: Vec<String> = report["differences"]
+        .as_array()
+        .expect("differences")
+        .iter()
+        .map(|d| format!("{} {} {}", d["table"], d["key"], d["columns"][0]["column"]))
+        .collect();
+    assert_eq!(
+        found,
+        vec![r#""public.items" {"id":"7"} "ratio""#.to_owned()],
+        "{report:#}"
+    );
     m.run_async("abort", &[]).await.success();
 }
 
