@@ -24,6 +24,16 @@
 //! [tables]
 //! without_identity = "refuse"
 //! exclude = ["public.audit_*", "archive.*", "tmp_?"]
+//! # The workflow's gates and cutover, read by `ferry migrate` (issue 6; being built).
+//! [sync]
+//! max_lag = "1s"
+//! sustained = "30s"
+//! max_retained_wal = "50GB"
+//! [cutover]
+//! approval = "manual"
+//! quiesce = "source"
+//! drain_timeout = "10s"
+//! final_validation = "off"
 //! ```
 
 mod conninfo;
@@ -32,6 +42,7 @@ mod pattern;
 mod plan;
 mod quantity;
 mod raw;
+mod workflow;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +51,7 @@ pub use error::{Problem, SpecError};
 pub use pattern::{PatternError, TablePattern};
 pub use plan::{CopySettings, Endpoint, MissingRoles, Mode, Plan, TableSettings};
 pub use quantity::parse_duration;
+pub use workflow::{Approval, CutoverSettings, FinalValidation, SyncSettings};
 
 /// Reads and validates the spec at `spec_path`. The state directory is `state_dir_override`
 /// if given, else `.ferry/<name>` next to the spec.

@@ -12,6 +12,7 @@ use crate::error::{qualified, Problem};
 use crate::pattern::TablePattern;
 use crate::quantity::{format_duration, parse_duration, parse_size};
 use crate::raw::{RawCopy, RawEndpoint, RawSpec, RawTables};
+use crate::workflow::{CutoverSettings, SyncSettings};
 
 const MAX_JOBS: i64 = 256;
 /// The smallest size any size setting takes.
@@ -32,6 +33,8 @@ pub struct Plan {
     pub target: Endpoint,
     pub copy: CopySettings,
     pub tables: TableSettings,
+    pub sync: SyncSettings,
+    pub cutover: CutoverSettings,
     /// The spec file this plan came from.
     pub spec_path: PathBuf,
     /// Where the state store lives: the override, else `<spec dir>/.ferry/<name>`.
@@ -131,6 +134,8 @@ pub(crate) fn build(
     let target = c.endpoint(raw.target, "target");
     let copy = c.copy(raw.copy);
     let tables = c.tables(raw.tables);
+    let sync = c.sync(raw.sync);
+    let cutover = c.cutover(raw.cutover);
     match (name, source, target, c.problems.is_empty()) {
         (Some(name), Some(source), Some(target), true) => Ok(Plan {
             name,
@@ -139,6 +144,8 @@ pub(crate) fn build(
             target,
             copy,
             tables,
+            sync,
+            cutover,
             spec_path,
             state_dir,
         }),
@@ -150,13 +157,13 @@ pub(crate) fn build(
     }
 }
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn report<T>(&mut self, at: &Spanned<T>, key: &str, message: String) {
+    pub(crate) fn report<T>(&mut self, at: &Spanned<T>, key: &str, message: String) {
         self.problems
             .push(Problem::at(self.text, Some(at.span()), key, message));
     }
@@ -189,7 +196,7 @@ impl Checker<'_> {
         Some(name.into_inner())
     }
 
-    fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         v: &Spanned<String>,
         key: &str,
@@ -307,7 +314,7 @@ impl Checker<'_> {
     }
 
     /// A size of at least 1MB: a string with a unit or a bare integer of bytes.
-    fn size(&mut self, v: &Spanned<Value>, key: &str) -> Option<u64> {
+    pub(crate) fn size(&mut self, v: &Spanned<Value>, key: &str) -> Option<u64> {
         let parsed = match v.get_ref() {
             Value::String(s) => parse_size(s),
             Value::Integer(n) => u64::try_from(*n).map_err(|_| format!("`{n}` is negative")),

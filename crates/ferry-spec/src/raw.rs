@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use crate::workflow::{RawCutover, RawSync};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSpec {
@@ -15,6 +17,10 @@ pub(crate) struct RawSpec {
     pub copy: RawCopy,
     #[serde(default)]
     pub tables: RawTables,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub cutover: RawCutover,
 }
 
 #[derive(Debug, Deserialize)]

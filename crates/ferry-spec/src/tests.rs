@@ -88,6 +88,17 @@ fn defaults_and_state_dir() {
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(1800));
     assert_eq!(p.copy.missing_roles, MissingRoles::Refuse);
     assert!(p.tables.exclude.is_empty());
+    assert_eq!(
+        p.sync,
+        SyncSettings {
+            max_lag: Duration::from_secs(1),
+            sustained: Duration::from_secs(30),
+            max_retained_wal: None,
+        }
+    );
+    assert_eq!(p.cutover.approval, Approval::Manual);
+    assert_eq!(p.cutover.drain_timeout, Duration::from_secs(10));
+    assert_eq!(p.cutover.final_validation, FinalValidation::Off);
 
     let p = parse(MINIMAL, Path::new("billing.toml"), None).expect("valid");
     assert_eq!(p.state_dir, Path::new("./.ferry/billing"));
@@ -121,6 +132,19 @@ fn other_values_parse() {
     assert_eq!(p.copy.missing_roles, MissingRoles::Create);
     assert_eq!(p.copy.snapshot_hold_timeout, Duration::from_secs(7 * 86400));
     assert_eq!(p.tables.without_identity, WithoutIdentity::AppendOnly);
+    let p = plan(&with(
+        "",
+        "[sync]\nmax_lag = \"500ms\"\nsustained = \"2min\"\nmax_retained_wal = \"50GB\"\n\
+         [cutover]\napproval = \"auto\"\nquiesce = \"source\"\ndrain_timeout = \"0s\"\n\
+         final_validation = \"changed\"\nfinal_validation_budget = \"1min\"",
+    ));
+    assert_eq!(p.sync.max_lag, Duration::from_millis(500));
+    assert_eq!(p.sync.sustained, Duration::from_secs(120));
+    assert_eq!(p.sync.max_retained_wal, Some(50 << 30));
+    assert_eq!(p.cutover.approval, Approval::Auto);
+    assert_eq!(p.cutover.drain_timeout, Duration::ZERO);
+    assert_eq!(p.cutover.final_validation, FinalValidation::Changed);
+    assert_eq!(p.cutover.final_validation_budget, Duration::from_secs(60));
 }
 
 #[test]
@@ -190,6 +214,14 @@ fn bad_values_name_line_and_key() {
         ("[copy]\nmissing_roles = \"maybe\"", "line 7: [copy] missing_roles: `maybe` is not one of refuse, create"),
         ("[copy]\nsnapshot_hold_timeout = \"10s\"", "line 7: [copy] snapshot_hold_timeout: must be between 1min and 7d (found 10s)"),
         ("[copy]\nsnapshot_hold_timeout = \"30\"", "line 7: [copy] snapshot_hold_timeout: `30` has no unit"),
+        ("[sync]\nmax_lag = \"5ms\"", "line 7: [sync] max_lag: must be between 10ms and 1h (found 5ms)"),
+        ("[sync]\nsustained = \"soon\"", "line 7: [sync] sustained: "),
+        ("[sync]\nmax_retained_wal = \"10kB\"", "line 7: [sync] max_retained_wal: must be at least 1MB"),
+        ("[sync]\nlag = \"1s\"", "line 7: [sync] lag: unknown key; expected one of `max_lag`"),
+        ("[cutover]\napproval = \"yes\"", "line 7: [cutover] approval: `yes` is not one of manual, auto"),
+        ("[cutover]\nquiesce = \"proxy\"", "line 7: [cutover] quiesce: `proxy` is not one of source"),
+        ("[cutover]\ndrain_timeout = \"2h\"", "line 7: [cutover] drain_timeout: must be between 0ms and 1h (found 2h)"),
+        ("[cutover]\nfinal_validation = \"all\"", "line 7: [cutover] final_validation: `all` is not one of off, changed"),
         ("[tables]\nwithout_identity = \"ignore\"", "line 7: [tables] without_identity: `ignore` is not one of refuse, exclude, append_only"),
         ("[tables]\nexclude = [\n  \"ok.*\",\n  \"a.b.c\",\n]", "line 9: [tables] exclude: table pattern `a.b.c`: has more than one dot"),
     ];
