@@ -1,6 +1,7 @@
 //! Sessions pinned to the same output settings on both sides, and the fence that keeps a
 //! target read from running ahead of what the source showed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,10 @@ pub struct Fence {
     pub ahead: AheadFn,
     /// How long a read waits for the target to reach the source's position.
     pub wait: Duration,
+    /// Set once a wait ran out: the target is not following (change capture stopped), so
+    /// later reads do not wait again — their ranges are reported unsettled at once instead of
+    /// each waiting `wait`.
+    pub gave_up: Arc<AtomicBool>,
 }
 
 impl Fence {
@@ -102,7 +107,8 @@ impl Fence {
             if self.applied(target).await? >= lsn {
                 return Ok(true);
             }
-            if Instant::now() >= deadline {
+            if self.gave_up.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                self.gave_up.store(true, Ordering::Relaxed);
                 return Ok(false);
             }
             tokio::time::sleep(pause).await;

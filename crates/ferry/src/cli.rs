@@ -99,6 +99,11 @@ pub enum Command {
         /// ranges are counted (`more_differences`), not fetched.
         #[arg(long, value_name = "ROWS", default_value_t = 1000)]
         max_differences: usize,
+        /// While `ferry sync` runs, how long a target read waits for it to apply what the
+        /// source showed; past it, change capture is taken to be stopped and the rest is
+        /// reported unsettled.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = ferry_spec::parse_duration)]
+        wait_for_sync: std::time::Duration,
     },
     /// Show where a migration stands.
     Status {

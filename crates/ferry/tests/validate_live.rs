@@ -189,3 +189,39 @@ async fn online_validation_reads_applied_rows_back_and_reports_what_differs() {
         "every applied row is read back with --verify-sample 1: {status:#}"
     );
 }
+
+#[tokio::test]
+async fn with_sync_stopped_and_changes_pending_ranges_are_unsettled_not_different() {
+    let source = TestDb::create(cluster()).await;
+    let target = TestDb::create(cluster()).await;
+    source.execute_batch(SCHEMA).await;
+    let m = Migration::between(
+        "validate-stopped",
+        &source,
+        &target,
+        "[tables]\nwithout_identity = \"append_only\"\n",
+    );
+    m.run_async("copy", &[]).await.success();
+    m.run_async("sync", &["--until-caught-up"]).await.success();
+    // Applied on the source only: `ferry sync` is not running to carry it.
+    source
+        .execute_batch("UPDATE cold SET v = 'pending' WHERE id = 3")
+        .await;
+    let out = m
+        .run_async(
+            "validate",
+            &["--tables", "public.cold", "--json", "--wait-for-sync", "2s"],
+        )
+        .await;
+    let r = report(&out);
+    assert_eq!(out.code, Some(0), "lag is not a difference:\n{r:#}");
+    assert_eq!(r["differences"].as_array().map(Vec::len), Some(0), "{r:#}");
+    let unsettled = r["unsettled"].as_array().expect("unsettled");
+    assert!(!unsettled.is_empty(), "{r:#}");
+    assert!(
+        unsettled[0]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("ferry sync")),
+        "{r:#}"
+    );
+}

@@ -60,6 +60,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             settle_for,
             recheck_after,
             max_differences,
+            wait_for_sync,
         } => {
             validate::run(
                 &spec,
@@ -71,6 +72,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
                     settle_for,
                     recheck_after,
                     max_differences,
+                    wait_for_sync,
                 },
             )
             .await

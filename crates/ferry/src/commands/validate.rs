@@ -27,6 +27,7 @@ pub struct Flags {
     pub settle_for: Duration,
     pub recheck_after: Duration,
     pub max_differences: usize,
+    pub wait_for_sync: Duration,
 }
 
 pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
@@ -100,7 +101,8 @@ async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
     options.fence = Some(Fence {
         origin: ferry_cdc::origin_name(&session.plan.name),
         ahead: Arc::new(move || confirmed_ahead(ahead_store.as_ref())),
-        wait: Duration::from_secs(60),
+        wait: flags.wait_for_sync,
+        gave_up: Arc::default(),
     });
     let quiet = flags.json;
     let mut on_event = |e: ValidateEvent<'_>| match e {
