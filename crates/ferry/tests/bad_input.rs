@@ -172,8 +172,8 @@ async fn malformed_specs_are_refused_before_anything_is_created() {
         ),
         (
             "unknown_table.toml",
-            format!("{head}[cutover]\npause = \"5s\"\n"),
-            vec!["unknown_table.toml line 6", "cutover", "unknown key"],
+            format!("{head}[cutovr]\napproval = \"auto\"\n"),
+            vec!["unknown_table.toml line 6", "cutovr", "unknown key"],
         ),
         (
             "wrong_type.toml",
