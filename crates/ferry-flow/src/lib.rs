@@ -2,8 +2,9 @@
 //! is the target ready, may it cut over now, must the source be protected — as pure
 //! functions of facts the loops record. Nothing here touches a database or the clock: the
 //! callers pass what they measured, so every decision is unit-tested and replayable from the
-//! store.
+//! store. The one side effect here is the source fence of a cutover ([`fence`]).
 
+pub mod fence;
 mod gates;
 mod phase;
 mod wal;
