@@ -200,15 +200,7 @@ impl Env {
     /// The header lines both benchmarks print: title, machine, server, source.
     pub fn print_header(&self, title: &str, scale: u32) {
         println!("== {title}, {} ==", crate::date());
-        println!(
-            "machine: {} cores, {} memory",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            crate::mem_total()
-        );
-        println!(
-            "server:  {} (source and target, one cluster each)",
-            pg::server_version(&self.tools, &self.source)
-        );
+        pg::print_machine_and_server(&self.tools, &self.source);
         println!(
             "source:  pgbench scale {scale} (pgbench_history given `id bigserial PRIMARY KEY`)"
         );

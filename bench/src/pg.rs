@@ -170,6 +170,20 @@ pub fn drop_page_cache() -> bool {
 }
 
 /// `postgres --version` of a cluster's server, e.g. `postgres (PostgreSQL) 15.18 (...)`.
+/// The `machine:` and `server:` header lines of the benchmarks that run one source and one
+/// target cluster.
+pub fn print_machine_and_server(tools: &Tools, source: &LocalCluster) {
+    println!(
+        "machine: {} cores, {} memory",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        crate::mem_total()
+    );
+    println!(
+        "server:  {} (source and target, one cluster each)",
+        server_version(tools, source)
+    );
+}
+
 pub fn server_version(tools: &Tools, cluster: &LocalCluster) -> String {
     tools
         .query(&cluster.conninfo("postgres"), "SELECT version()")

@@ -324,15 +324,7 @@ impl Bench {
 
     fn print_header(&self, args: &ValidateArgs) -> Result<()> {
         println!("== ferry validate benchmark, {} ==", crate::date());
-        println!(
-            "machine: {} cores, {} memory",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            crate::mem_total()
-        );
-        println!(
-            "server:  {} (source and target, one cluster each)",
-            pg::server_version(&self.tools, &self.source)
-        );
+        pg::print_machine_and_server(&self.tools, &self.source);
         let bytes = self.tools.query_i64(
             &self.src(),
             &format!("SELECT pg_table_size({})", pg::literal(TABLE)),

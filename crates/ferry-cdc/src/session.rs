@@ -227,27 +227,25 @@ pub(crate) async fn run(
             next
         } else {
             tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(tick) => {
-                        if applier.due() {
-                            if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
-                                record(&c, run, Some(&stream), &observer, on_event).await?;
-                            }
-                        }
-                        confirm_idle(run, &applier, &stream, on_event);
-                        if reached(run) {
-                            break;
-                        }
-                        if last_report.elapsed() >= Duration::from_secs(1) {
-                            last_report = tokio::time::Instant::now();
-                            online_checks(&mut applier, run, on_event);
-            let progress = measure(&admin, run, applier.pending()).await?;
-                            on_event(SyncEvent::Progress(&progress));
-                        }
-                        continue;
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(tick) => {
+                if applier.due() {
+                    if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
+                        record(&c, run, Some(&stream), &observer, on_event).await?;
                     }
-                    next = stream.next() => next,
-                    }
+                }
+                confirm_idle(run, &applier, &stream, on_event);
+                if reached(run) {
+                    break;
+                }
+                if last_report.elapsed() >= Duration::from_secs(1) {
+                    last_report = tokio::time::Instant::now();
+                    report(&admin, run, &mut applier, on_event).await?;
+                }
+                continue;
+            }
+            next = stream.next() => next,
+            }
         };
         let data = match next {
             Ok(Some(data)) => data,
@@ -285,19 +283,14 @@ pub(crate) async fn run(
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = tokio::time::Instant::now();
-            online_checks(&mut applier, run, on_event);
-            let progress = measure(&admin, run, applier.pending()).await?;
-            on_event(SyncEvent::Progress(&progress));
+            report(&admin, run, &mut applier, on_event).await?;
         }
     }
     if let Some(c) = applier.flush().await.map_err(CdcError::explain_target)? {
         record(&c, run, Some(&stream), &observer, on_event).await?;
     }
     stream.close().await;
-    online_checks(&mut applier, run, on_event);
-    let progress = measure(&admin, run, applier.pending()).await?;
-    on_event(SyncEvent::Progress(&progress));
-    Ok(())
+    report(&admin, run, &mut applier, on_event).await
 }
 
 /// Where "caught up" is, for this session: the position of a (non-transactional) logical
@@ -371,18 +364,22 @@ fn confirm_idle(
     run.confirm_ahead(end, Some(stream), on_event);
 }
 
-/// Hands on what online validation found since the last call.
-fn online_checks(
-    applier: &mut Applier,
+/// Reports what online validation found and where apply stands.
+async fn report(
+    admin: &tokio_postgres::Client,
     run: &mut Run,
+    applier: &mut Applier,
     on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
-) {
+) -> Result<(), CdcError> {
     let (mismatches, verified) = applier.take_mismatches();
     run.summary.verified = run.verified_before + verified;
     for m in &mismatches {
         run.summary.mismatches += 1;
         on_event(SyncEvent::Mismatch(m));
     }
+    let progress = measure(admin, run, applier.pending()).await?;
+    on_event(SyncEvent::Progress(&progress));
+    Ok(())
 }
 
 /// Lag both ways: WAL bytes behind the source's current position, and the age of the last

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::Migration;
+use common::{validated_table, validation_report, Migration};
 use ferry_testkit::{cluster, TestDb};
 use serde_json::Value;
 
@@ -68,11 +68,6 @@ async fn pair() -> (TestDb, TestDb) {
     (source, target)
 }
 
-fn report(out: &common::Outcome) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("validate --json is not JSON ({e}):\n{}", out.text()))
-}
-
 /// `(table, key as k=v list, kind)` of every difference.
 fn found(report: &Value) -> BTreeSet<(String, String, String)> {
     report["differences"]
@@ -121,16 +116,11 @@ async fn identical_databases_have_no_findings() {
     let (source, target) = pair().await;
     let m = Migration::between("validate-same", &source, &target, "");
     let out = m.run_async("validate", &["--json"]).await.success();
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(r["result"], "equal", "{r:#}");
     assert_eq!(found(&r), BTreeSet::new(), "{r:#}");
     assert_eq!(r["unsettled"].as_array().map(Vec::len), Some(0), "{r:#}");
-    let wide = r["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["table"] == "public.wide")
-        .expect("wide validated");
+    let wide = validated_table(&r, "public.wide");
     assert_eq!(wide["source_rows"], 30000, "{wide:#}");
     assert_eq!(wide["key"], serde_json::json!(["k1", "k2"]));
     // The result is stored: status shows it.
@@ -173,7 +163,7 @@ async fn every_injected_difference_is_found_by_key_and_nothing_else() {
         "differences must exit 4:\n{}",
         out.text()
     );
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(r["result"], "different");
     let expected: BTreeSet<(String, String, String)> = [
         ("public.kinds", "id=1", "changed"),
@@ -223,12 +213,7 @@ async fn every_injected_difference_is_found_by_key_and_nothing_else() {
         .expect("nokey");
     assert_eq!(nokey["copies"], 1, "{nokey:#}");
     assert_eq!(nokey["row"]["b"], "a", "{nokey:#}");
-    let wide = r["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["table"] == "public.wide")
-        .expect("wide validated");
+    let wide = validated_table(&r, "public.wide");
     assert!(
         wide["chunks"].as_u64().unwrap_or(0) > 1,
         "a 30,000-row table with one changed row is bisected: {wide:#}"
@@ -239,7 +224,7 @@ async fn every_injected_difference_is_found_by_key_and_nothing_else() {
         .run_async("validate", &["--tables", "public.wide", "--json"])
         .await;
     assert_eq!(out.code, Some(4), "{}", out.text());
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(r["tables"].as_array().map(Vec::len), Some(1), "{r:#}");
     let status = m.status_async().await;
     assert_eq!(status["validation"]["result"], "different", "{status:#}");
@@ -294,7 +279,7 @@ async fn a_table_emptied_on_the_target_is_counted_not_fetched_past_max_differenc
         )
         .await;
     assert_eq!(out.code, Some(4), "{}", out.text());
-    let r = report(&out);
+    let r = validation_report(&out);
     let diffs = r["differences"].as_array().expect("differences");
     let named = diffs
         .iter()

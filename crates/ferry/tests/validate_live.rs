@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, Migration, Rng};
+use common::{validated_table, validation_report, KillOnDrop, Migration, Rng};
 use ferry_testkit::{cluster, TestDb};
-use serde_json::Value;
 use tokio_postgres::Client;
 
 const SCHEMA: &str = "
@@ -54,11 +53,6 @@ fn client(src: Client, seed: u64, stop: Arc<AtomicBool>) -> tokio::task::JoinHan
     })
 }
 
-fn report(out: &common::Outcome) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("validate --json is not JSON ({e}):\n{}", out.text()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_during_sync_under_load_has_no_false_differences_and_finds_a_real_one() {
     let source = TestDb::create(cluster()).await;
@@ -93,16 +87,11 @@ async fn validation_during_sync_under_load_has_no_false_differences_and_finds_a_
     let out = m
         .run_async("validate", &["--json", "--settle-for", "3s"])
         .await;
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(out.code, Some(0), "false differences under load:\n{r:#}");
     assert_eq!(r["result"], "equal");
     assert_eq!(r["fenced"], true, "{r:#}");
-    let accounts = r["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["table"] == "public.accounts")
-        .expect("accounts validated");
+    let accounts = validated_table(&r, "public.accounts");
     assert_eq!(accounts["source_rows"], 50000, "{accounts:#}");
 
     // A difference made on the target alone, while the load goes on: found, and only it.
@@ -112,7 +101,7 @@ async fn validation_during_sync_under_load_has_no_false_differences_and_finds_a_
     let out = m
         .run_async("validate", &["--json", "--settle-for", "3s"])
         .await;
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(out.code, Some(4), "{r:#}");
     let found: Vec<(String, String)> = r["differences"]
         .as_array()
@@ -213,7 +202,7 @@ async fn with_sync_stopped_and_changes_pending_ranges_are_unsettled_not_differen
             &["--tables", "public.cold", "--json", "--wait-for-sync", "2s"],
         )
         .await;
-    let r = report(&out);
+    let r = validation_report(&out);
     assert_eq!(out.code, Some(0), "lag is not a difference:\n{r:#}");
     assert_eq!(r["differences"].as_array().map(Vec::len), Some(0), "{r:#}");
     let unsettled = r["unsettled"].as_array().expect("unsettled");

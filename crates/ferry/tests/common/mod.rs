@@ -371,3 +371,19 @@ pub async fn wait_slot_inactive(source: &tokio_postgres::Client, slot: &str, tim
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The JSON report of `ferry validate --json`.
+pub fn validation_report(out: &Outcome) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("validate --json is not JSON ({e}):\n{}", out.text()))
+}
+
+/// One table's entry in a validation report.
+pub fn validated_table<'a>(report: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
+    report["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("{table} not validated: {report:#}"))
+}
