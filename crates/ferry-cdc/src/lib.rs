@@ -6,6 +6,7 @@
 mod applier;
 mod bulk;
 mod checks;
+mod control;
 mod error;
 mod fold;
 mod origin;
@@ -18,6 +19,7 @@ mod sync;
 
 pub use applier::{Applier, BatchLimits, Committed, Mismatch};
 pub use checks::{ConfirmedAhead, Recorded};
+pub use control::SyncControl;
 pub use error::CdcError;
 pub use origin::{origin_name, Origin};
 pub use retry::RetryPolicy;

@@ -2,6 +2,7 @@
 //! safe ([`crate::checks`]), stream from the target's origin position, apply, confirm. Any
 //! error ends the session; [`crate::sync`] decides whether another one starts.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_model::Lsn;
@@ -12,7 +13,9 @@ use ferry_replication::pgoutput::{
 use ferry_replication::{LogicalStream, ReplicationConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::{checks, replay, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncEvent};
+use crate::{
+    checks, replay, Applier, CdcError, Committed, ConfirmedAhead, Origin, SyncControl, SyncEvent,
+};
 use crate::{SyncOptions, SyncProgress, SyncSummary};
 
 /// The prefix of the logical message whose position is the goal in `until_caught_up` mode.
@@ -40,6 +43,9 @@ pub(crate) struct Run {
     last_idle_confirm: Option<Instant>,
     /// Rows online validation read back in the sessions before this one.
     verified_before: u64,
+    control: Option<Arc<SyncControl>>,
+    /// The transaction being received commits past the control's fence.
+    late: Option<Lsn>,
 }
 
 impl Run {
@@ -52,7 +58,45 @@ impl Run {
             ahead: options.recorded.confirmed_ahead,
             last_idle_confirm: None,
             verified_before: 0,
+            control: options.control.clone(),
+            late: None,
         }
+    }
+
+    /// Tells the controller, if any, how far the target reflects the source.
+    fn publish(&self) {
+        if let Some(c) = &self.control {
+            c.publish(self.position());
+        }
+    }
+
+    /// Watches the stream for changes committed past the control's fence.
+    fn watch(&mut self, message: &LogicalMessage) {
+        let Some(control) = &self.control else {
+            return;
+        };
+        match message {
+            LogicalMessage::Begin { final_lsn, .. } => {
+                self.late = control.past_fence(*final_lsn).then_some(*final_lsn);
+            }
+            LogicalMessage::Insert { .. }
+            | LogicalMessage::Update { .. }
+            | LogicalMessage::Delete { .. }
+            | LogicalMessage::Truncate { .. } => {
+                if let Some(commit) = self.late {
+                    control.leak(commit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Idle confirmations are throttled unless the controller waits for a position.
+    fn idle_confirm_due(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| c.in_a_hurry())
+            || self
+                .last_idle_confirm
+                .is_none_or(|t| t.elapsed() >= IDLE_CONFIRM_EVERY)
     }
 
     /// How far the target reflects the source: the last applied commit, or a later position
@@ -79,6 +123,7 @@ impl Run {
         self.summary.applied = applied;
         self.streamed_once = true;
         self.session_streamed = Some(Instant::now());
+        self.publish();
     }
 
     /// Confirms `to` to the source although the origin holds only `self.durable`: reported
@@ -100,6 +145,7 @@ impl Run {
         if let Some(stream) = stream {
             stream.confirm(to, to);
         }
+        self.publish();
     }
 }
 
@@ -131,6 +177,7 @@ pub(crate) async fn record(
     run.summary.transactions += c.transactions as u64;
     run.summary.changes += c.changes as u64;
     run.summary.last_commit_time_us = Some(c.commit_time_us);
+    run.publish();
     Ok(())
 }
 
@@ -260,6 +307,7 @@ pub(crate) async fn run(
             }
         };
         let message = decoder.decode_bytes(&data.data)?;
+        run.watch(&message);
         let goal_commit = match (&message, goal) {
             (LogicalMessage::Commit { end_lsn, .. }, Some(g)) => *end_lsn >= g,
             _ => false,
@@ -347,11 +395,7 @@ fn confirm_idle(
     stream: &LogicalStream,
     on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
 ) {
-    if applier.pending()
-        || run
-            .last_idle_confirm
-            .is_some_and(|t| t.elapsed() < IDLE_CONFIRM_EVERY)
-    {
+    if applier.pending() || !run.idle_confirm_due() {
         return;
     }
     let Some(end) = stream.idle_end() else {

@@ -8,6 +8,7 @@
 //! whatever the broken session had not committed is sent again, whatever it had is skipped.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_model::Lsn;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::applier::Mismatch;
 use crate::retry::Backoff;
 use crate::session::{self, Run};
-use crate::{BatchLimits, CdcError, ConfirmedAhead, Recorded, RetryPolicy};
+use crate::{BatchLimits, CdcError, ConfirmedAhead, Recorded, RetryPolicy, SyncControl};
 
 /// What one `sync` run needs besides the two endpoints.
 pub struct SyncOptions {
@@ -34,6 +35,8 @@ pub struct SyncOptions {
     /// Where `ferry copy` spooled the change stream (docs/adr/0010-spool-during-copy.md):
     /// applied first, then removed.
     pub spool_dir: Option<PathBuf>,
+    /// Shared with a caller that steers the run (the cutover): see [`SyncControl`].
+    pub control: Option<Arc<SyncControl>>,
 }
 
 /// Where apply stands, reported after each committed group and every second.

@@ -17,6 +17,20 @@ pub async fn abort(
     store: &dyn StateStore,
     state_dir: &Path,
 ) -> Result<Vec<String>, CopyError> {
+    let removed = remove_from_source(migration, source, state_dir).await?;
+    store.reset()?;
+    store.set_value("phase", "aborted")?;
+    Ok(removed)
+}
+
+/// Everything of `abort` but forgetting the run: the source keeps nothing of Ferry's (the
+/// snapshot holder stopped, the slot and publications dropped) and the snapshot's files are
+/// removed, while the store keeps the run's history (a rollback, a finalize).
+pub async fn remove_from_source(
+    migration: &str,
+    source: &Connector,
+    state_dir: &Path,
+) -> Result<Vec<String>, CopyError> {
     let mut removed = Vec::new();
     if let Some(info) = holder::current(state_dir) {
         holder::release(state_dir).await?;
@@ -54,7 +68,5 @@ pub async fn abort(
             crate::spool::spool_dir(state_dir).display()
         ));
     }
-    store.reset()?;
-    store.set_value("phase", "aborted")?;
     Ok(removed)
 }

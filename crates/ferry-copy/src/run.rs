@@ -103,7 +103,7 @@ pub async fn run(
         tables: sorted_names(&input.tables),
     };
     store.set_invariants(&invariants)?;
-    store.set_value("phase", "copying")?;
+    store.set_value("phase", "copy")?;
 
     let mut watch = Watch::start(
         state_dir.clone(),
@@ -149,7 +149,7 @@ pub async fn run(
         }
     };
     store.section_done("copy")?;
-    store.set_value("phase", "copied")?;
+    store.set_value("phase", "sync")?;
     holder::release(&state_dir).await?;
     summary::build(store, started.elapsed(), verification).await
 }

@@ -6,7 +6,7 @@ use ferry_pg::{quote, sql_error, PgError};
 use tokio_postgres::Client;
 
 /// Sets every target sequence that exists on both sides; returns how many were set.
-pub(crate) async fn sync(source: &Client, target: &Client) -> Result<usize, PgError> {
+pub async fn sync(source: &Client, target: &Client) -> Result<usize, PgError> {
     // pg_sequences shows no last_value for a sequence not yet called (fresh, or set with
     // is_called = false): those are read from the sequence itself when Ferry may.
     let rows = source

@@ -14,7 +14,7 @@ use ferry_pg::{quote, sql_error, PgError};
 use tokio_postgres::Client;
 
 /// One CONNECT grant the fence revoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RevokedGrant {
     /// A role name, or `PUBLIC`.
     pub grantee: String,
@@ -22,7 +22,7 @@ pub struct RevokedGrant {
 }
 
 /// Everything the fence changed on the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FenceRecord {
     pub database: String,
     /// The role that keeps connecting (Ferry's).

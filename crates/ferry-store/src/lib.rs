@@ -25,8 +25,8 @@ use ferry_model::CopyUnit;
 pub use error::StoreError;
 pub use invariants::RunInvariants;
 pub use record::{
-    CommandRecord, ErrorRecord, SectionRecord, StoredDifference, UnitRecord, ValidationRecord,
-    ValidationRun,
+    CommandRecord, ErrorRecord, EventRecord, SectionRecord, StoredDifference, UnitRecord,
+    ValidationRecord, ValidationRun,
 };
 pub use sqlite::SqliteStore;
 
@@ -120,6 +120,9 @@ pub trait StateStore: Send + Sync {
 
     /// How many events of `kind` were logged.
     fn event_count(&self, kind: &str) -> Result<u64, StoreError>;
+
+    /// All events, oldest first: the migration's timeline.
+    fn events(&self) -> Result<Vec<EventRecord>, StoreError>;
 }
 
 #[cfg(test)]

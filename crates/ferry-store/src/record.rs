@@ -44,6 +44,15 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
+/// One step of a migration worth keeping (a phase begun or ended, a fence applied, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Unix milliseconds.
+    pub at: i64,
+    pub kind: String,
+    pub message: String,
+}
+
 /// One invocation of ferry, kept across resets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {

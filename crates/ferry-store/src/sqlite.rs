@@ -12,7 +12,7 @@ use ferry_model::CopyUnit;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    CommandRecord, ErrorRecord, RunInvariants, SectionRecord, StateStore, StoreError,
+    CommandRecord, ErrorRecord, EventRecord, RunInvariants, SectionRecord, StateStore, StoreError,
     StoredDifference, UnitRecord, ValidationRecord, ValidationRun,
 };
 
@@ -360,6 +360,10 @@ impl StateStore for SqliteStore {
 
     fn event_count(&self, kind: &str) -> Result<u64, StoreError> {
         self.read(|conn| validations::event_count(conn, kind))
+    }
+
+    fn events(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(validations::events)
     }
 
     fn value(&self, key: &str) -> Result<Option<String>, StoreError> {

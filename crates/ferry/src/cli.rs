@@ -105,6 +105,44 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = ferry_spec::parse_duration)]
         wait_for_sync: std::time::Duration,
     },
+    /// Run the whole migration as a durable workflow: check, copy, change capture,
+    /// validation, the ready gate, cutover. Resumes where it stopped; runs until cut over.
+    Migrate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Accept a target that already holds user tables.
+        #[arg(long)]
+        allow_nonempty_target: bool,
+        /// Online validation: the share of applied rows read back from the target.
+        #[arg(long, value_name = "FRACTION", default_value_t = 0.001, value_parser = parse_fraction)]
+        verify_sample: f64,
+        /// How long change capture retries broken connections before giving up.
+        #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = ferry_spec::parse_duration)]
+        retry_for: std::time::Duration,
+    },
+    /// Approve the cutover of the running `ferry migrate` (with `[cutover] approval =
+    /// "manual"`); exits 0 once the target is open.
+    Cutover {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Send users back to the source: the fence lifted, Ferry's slot and publications
+    /// removed; the target is left for inspection.
+    Rollback {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// After a cutover: drop Ferry's slot and publications on the source, write the report.
+    Finalize {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
     /// Show where a migration stands.
     Status {
         #[command(flatten)]

@@ -113,7 +113,7 @@ async fn copies_every_type_and_object() {
 
     // The source keeps Ferry's slot and its publications.
     let status = m.status();
-    assert_eq!(status["phase"], "copied", "status: {status:#}");
+    assert_eq!(status["phase"], "sync", "status: {status:#}");
     assert_eq!(status["snapshot_held"], false, "status: {status:#}");
     // Every table that stores rows (partitioned parents hold none) is counted, and done.
     let total = s.len() as u64;

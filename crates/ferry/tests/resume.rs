@@ -73,7 +73,7 @@ async fn start_and_kill(m: &Migration, target: &TestDb) -> Client {
             s["units_done"].as_u64().unwrap_or(0) >= 1
         })
         .await;
-    assert_ne!(status["phase"], "copied", "{status:#}");
+    assert_ne!(status["phase"], "sync", "{status:#}");
     child.kill().expect("kill -9 ferry copy");
     child.wait().expect("reap ferry copy");
     let status = m.status_async().await;
@@ -112,7 +112,7 @@ async fn killed_copy_resumes_in_the_same_snapshot() {
         out.text()
     );
     let status = m.status_async().await;
-    assert_eq!(status["phase"], "copied", "{status:#}");
+    assert_eq!(status["phase"], "sync", "{status:#}");
     assert_eq!(status["snapshot"], snapshot, "the rerun changed snapshots");
     assert_eq!(status["units_done"], status["units_total"], "{status:#}");
     assert_eq!(status["tables_done"], status["tables_total"], "{status:#}");
@@ -177,7 +177,7 @@ async fn lost_snapshot_needs_restart() {
         .success();
     assert!(out.stdout.contains("verified"), "{}", out.text());
     let status = m.status_async().await;
-    assert_eq!(status["phase"], "copied", "{status:#}");
+    assert_eq!(status["phase"], "sync", "{status:#}");
     assert_eq!(status["units_done"], status["units_total"], "{status:#}");
 
     let (src, dst) = (source.client().await, target.client().await);

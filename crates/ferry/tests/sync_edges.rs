@@ -89,7 +89,7 @@ async fn changes_right_after_the_snapshot_arrive_exactly_once() {
         "the copy finished before the writes; they were not made during it:\n{}",
         m.spawned_output()
     );
-    assert_ne!(m.status_async().await["phase"], "copied");
+    assert_ne!(m.status_async().await["phase"], "sync");
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     let status = tokio::task::spawn_blocking(move || copy.0.wait())
         .await

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::{StoreError, StoredDifference, ValidationRecord, ValidationRun};
+use crate::{EventRecord, StoreError, StoredDifference, ValidationRecord, ValidationRun};
 
 pub(super) fn record(
     tx: &Transaction<'_>,
@@ -98,4 +98,21 @@ pub(super) fn event_count(conn: &Connection, kind: &str) -> Result<u64, StoreErr
     })
     .map(|n| n as u64)
     .map_err(StoreError::db("counting events"))
+}
+
+pub(super) fn events(conn: &Connection) -> Result<Vec<EventRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT at, kind, message FROM event ORDER BY id")
+        .map_err(StoreError::db("reading events"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(EventRecord {
+                at: r.get(0)?,
+                kind: r.get(1)?,
+                message: r.get(2)?,
+            })
+        })
+        .map_err(StoreError::db("reading events"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(StoreError::db("reading events"))
 }

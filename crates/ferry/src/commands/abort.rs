@@ -11,6 +11,12 @@ pub async fn run(args: &SpecArgs) -> Result<ExitCode> {
     let session = Session::open(args, true)?;
     let id = session.log_command()?;
     let source = session.source()?;
+    // A fence left by a cutover that stopped is lifted first, exactly as recorded.
+    super::migrate::rollback::lift_fence(
+        &session,
+        &super::migrate::journal::Journal::new(&session.store),
+    )
+    .await?;
     if let Err(e) = super::copy::reset_origin(&session.target()?, &session.plan.name).await {
         // The source is what must be cleaned; an unreachable target only keeps its origin.
         eprintln!("warning: could not remove the replication origin on the target: {e}");

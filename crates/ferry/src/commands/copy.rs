@@ -35,7 +35,7 @@ pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
     result
 }
 
-async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
+pub(crate) async fn copy(session: &Session, flags: &Flags) -> Result<ExitCode> {
     let existing = session.store.invariants()?;
     let mut report =
         run_preflight(session, existing.is_none(), flags.allow_nonempty_target).await?;

@@ -3,9 +3,11 @@ mod check;
 mod copy;
 mod demo;
 mod holder;
+pub(crate) mod migrate;
 mod status;
-mod sync;
-mod validate;
+mod steer;
+pub(crate) mod sync;
+pub(crate) mod validate;
 
 use std::process::ExitCode;
 
@@ -77,6 +79,25 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Migrate {
+            spec,
+            allow_nonempty_target,
+            verify_sample,
+            retry_for,
+        } => {
+            migrate::run(
+                &spec,
+                migrate::Flags {
+                    allow_nonempty_target,
+                    verify_sample,
+                    retry_for,
+                },
+            )
+            .await
+        }
+        Command::Cutover { spec, yes } => steer::cutover(&spec, yes).await,
+        Command::Rollback { spec, yes } => steer::rollback(&spec, yes).await,
+        Command::Finalize { spec } => steer::finalize(&spec).await,
         Command::Status { spec, json } => status::run(&spec, json),
         Command::Abort { spec } => abort::run(&spec).await,
         Command::Demo { scale, keep } => demo::run(scale, keep).await,

@@ -8,6 +8,7 @@ use ferry_model::UnitState;
 use ferry_store::StateStore;
 use serde::Serialize;
 
+use super::migrate::journal::{keys, phase_of};
 use crate::cli::SpecArgs;
 use crate::report::human_bytes;
 use crate::session::Session;
@@ -15,6 +16,10 @@ use crate::session::Session;
 #[derive(Debug, Serialize)]
 struct Status {
     migration: String,
+    /// `logical` (or `physical`, later).
+    mode: String,
+    /// One of the workflow's phases (ferry_flow::Phase): check, prepare, copy, sync,
+    /// validate, ready, cutover, cut_over, finalized, rolled_back, aborted, failed.
     phase: String,
     source: Option<String>,
     target: Option<String>,
@@ -44,8 +49,36 @@ struct Status {
     validation: Option<Validation>,
     /// `ferry sync`'s online validation: rows read back after apply, and mismatches found.
     online_validation: OnlineValidation,
+    /// The cutover, once one ran: the write pause, the final position, the lag before it.
+    cutover: Option<Cutover>,
+    /// The newest error and what to do about it (null when none).
+    last_error: Option<LastError>,
     sections: Vec<Section>,
     errors: Vec<Error>,
+    /// The migration's timeline, oldest first.
+    events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize)]
+struct Cutover {
+    pause_seconds: Option<f64>,
+    final_lsn: Option<String>,
+    lag_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastError {
+    at_ms: i64,
+    phase: String,
+    message: String,
+    fix: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Event {
+    at_ms: i64,
+    kind: String,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,11 +143,35 @@ fn gather(session: &Session) -> Result<Status> {
         .iter()
         .filter(|s| s.name.starts_with("post-data ") && s.done_at.is_some())
         .count();
+    let errors = store.errors()?;
+    let parse =
+        |k: &str| -> Result<Option<f64>> { Ok(store.value(k)?.and_then(|v| v.parse().ok())) };
+    let pause_ms = parse(keys::PAUSE_MS)?;
+    let final_lsn = store.value(keys::FINAL_LSN)?;
     Ok(Status {
         migration: session.plan.name.clone(),
-        phase: store
-            .value("phase")?
-            .unwrap_or_else(|| "not started".into()),
+        mode: session.plan.mode.to_string(),
+        phase: phase_of(store.value("phase")?.as_deref()).to_string(),
+        cutover: (pause_ms.is_some() || final_lsn.is_some()).then(|| Cutover {
+            pause_seconds: pause_ms.map(|ms| ms / 1000.0),
+            final_lsn,
+            lag_seconds: parse(keys::LAG_AT_CUTOVER).ok().flatten(),
+        }),
+        last_error: errors.last().map(|e| LastError {
+            at_ms: e.at,
+            phase: e.section.clone(),
+            message: e.message.clone(),
+            fix: store.value(keys::LAST_FIX).ok().flatten(),
+        }),
+        events: store
+            .events()?
+            .into_iter()
+            .map(|e| Event {
+                at_ms: e.at,
+                kind: e.kind,
+                message: e.message,
+            })
+            .collect(),
         source: inv.as_ref().map(|i| i.source.clone()),
         target: inv.as_ref().map(|i| i.target.clone()),
         slot: inv.as_ref().map(|i| i.slot.clone()),
@@ -158,8 +215,7 @@ fn gather(session: &Session) -> Result<Status> {
                 seconds: s.duration.map(|d| d.as_secs_f64()),
             })
             .collect(),
-        errors: store
-            .errors()?
+        errors: errors
             .into_iter()
             .map(|e| Error {
                 at_ms: e.at,
@@ -227,6 +283,23 @@ fn print_human(s: &Status) {
             None => println!("  {:<14} started, not done", sec.name),
         }
     }
+    if let Some(c) = &s.cutover {
+        if let Some(p) = c.pause_seconds {
+            println!("cutover    writes paused {p:.3} s");
+        }
+    }
+    if !s.events.is_empty() {
+        println!("timeline");
+        for e in s.events.iter().rev().take(20).rev() {
+            println!("  {}  {}", clock(e.at_ms), e.message);
+        }
+    }
+    if let Some(e) = &s.last_error {
+        println!("last error [{}] {}", e.phase, e.message);
+        if let Some(fix) = &e.fix {
+            println!("  fix: {fix}");
+        }
+    }
     if s.errors.is_empty() {
         println!("errors     none");
     } else {
@@ -235,4 +308,16 @@ fn print_human(s: &Status) {
             println!("  [{}] {}", e.section, e.message);
         }
     }
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix millisecond.
+fn clock(ms: i64) -> String {
+    let day_ms = ms.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
 }

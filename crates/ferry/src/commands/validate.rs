@@ -54,7 +54,7 @@ pub async fn run(args: &SpecArgs, flags: Flags) -> Result<ExitCode> {
     })
 }
 
-async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
+pub(crate) async fn validate(session: &Session, flags: &Flags) -> Result<Report> {
     let patterns = flags
         .tables
         .iter()
@@ -149,7 +149,7 @@ fn store(store: &dyn StateStore, report: &Report) -> Result<()> {
     Ok(())
 }
 
-fn print(report: &Report) {
+pub(crate) fn print(report: &Report) {
     for d in &report.differences {
         let key = d.key.as_ref().map_or_else(
             || "(no key)".to_owned(),

@@ -29,7 +29,7 @@ async fn status_and_abort_on_a_never_run_spec_succeed() {
     work.ferry(&["status", spec])
         .await
         .assert_ok(&[])
-        .assert_mentions(&["migration  never_ran", "phase      not started"]);
+        .assert_mentions(&["migration  never_ran", "phase      check"]);
 
     // status reads only the state directory: it works with both servers unreachable.
     let dead = format!("host=127.0.0.1 port={} dbname=x user=x", closed_port());
@@ -194,7 +194,7 @@ async fn failed_copy_says_what_stays_and_abort_removes_it() {
     assert!(!ferry_objects(&src).await.is_empty());
     let status = work.ferry(&["status", spec, "--json"]).await;
     status.assert_ok(&[]).assert_mentions(&[
-        "\"phase\": \"copying\"",
+        "\"phase\": \"copy\"",
         "\"snapshot_held\": true",
         "simulated failure",
     ]);

@@ -178,7 +178,7 @@ async fn correct_password_via_password_env_works_over_scram() {
     work.ferry(&["status", spec, "--json"])
         .await
         .assert_ok(&[&dsn])
-        .assert_mentions(&["\"phase\": \"copied\"", "app@127.0.0.1"]);
+        .assert_mentions(&["\"phase\": \"sync\"", "app@127.0.0.1"]);
     work.ferry(&["abort", spec])
         .await
         .assert_ok(&[&dsn])

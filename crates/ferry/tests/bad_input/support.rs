@@ -278,7 +278,7 @@ impl Workdir {
         run.assert_ok(&[]);
         let status: serde_json::Value = serde_json::from_str(&run.stdout)
             .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", run.stdout));
-        assert_eq!(status["phase"], "not started", "{}", run.stdout);
+        assert_eq!(status["phase"], "check", "{}", run.stdout);
         assert!(status["slot"].is_null(), "{}", run.stdout);
         assert!(status["snapshot"].is_null(), "{}", run.stdout);
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod compare;
+pub mod workflow;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
