@@ -32,7 +32,7 @@ async fn auto_cutover_under_pgbench_keeps_every_committed_transaction_and_rolls_
         &target,
         &format!("{QUICK}approval = \"auto\"\n"),
     );
-    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 4, 600));
+    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 4, 200, 600));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = m.run_async("migrate", &[]).await.success();
     let text = out.text();
@@ -107,7 +107,7 @@ async fn manual_approval_refusals_cutover_and_finalize() {
         none.text()
     );
 
-    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 600));
+    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 200, 600));
     let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
     m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
         .await;
@@ -172,7 +172,7 @@ async fn rollback_before_cutover_through_the_running_migrate_restores_the_source
     let src = source.client().await;
     let before = source_fingerprint(&src).await;
     let m = Migration::between("mig-back", &source, &target, QUICK);
-    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 600));
+    let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 200, 600));
     let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
     m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
         .await;
@@ -196,12 +196,10 @@ async fn a_fence_that_does_not_hold_is_rolled_back_and_said() {
     pgbench_database(&source, 1).await;
     let src = source.client().await;
     let before = source_fingerprint(&src).await;
-    let m = Migration::between(
-        "mig-leak",
-        &source,
-        &target,
-        &format!("{QUICK}approval = \"auto\"\n"),
-    );
+    let m = Migration::between("mig-leak", &source, &target, QUICK);
+    let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
+    m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
+        .await;
     // A session of Ferry's own role (which the fence cannot keep out) holds a transaction.
     let intruder = connect(&format!("{} application_name=intruder", source.conninfo()))
         .await
@@ -210,13 +208,18 @@ async fn a_fence_that_does_not_hold_is_rolled_back_and_said() {
         .batch_execute("BEGIN; UPDATE pgbench_branches SET bbalance = bbalance + 1")
         .await
         .expect("open a transaction");
-    let out = m.run_async("migrate", &[]).await.failure();
+    let out = m.run_async("cutover", &["--yes"]).await.failure();
     assert!(
         out.text().contains("the fence did not hold"),
         "{}",
         out.text()
     );
     assert!(out.text().contains("intruder"), "{}", out.text());
+    let status = tokio::task::spawn_blocking(move || migrate.0.wait())
+        .await
+        .expect("join")
+        .expect("wait for migrate");
+    assert!(!status.success(), "{}", m.logged_output("migrate"));
     let status = m.status_async().await;
     assert_eq!(status["phase"], "ready", "{status:#}");
     assert!(

@@ -161,11 +161,17 @@ async fn request(session: &Session, what: &str) -> Result<String> {
         .store
         .set_value(keys::REQUEST, &format!("{id}:{what}"))?;
     eprintln!("asked the running `ferry migrate` to {what}; waiting for it…");
+    let mut said = String::new();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(answer) = session.store.value(keys::ANSWER)? {
             if let Some(text) = answer.strip_prefix(&format!("{id}:")) {
-                if text != "going" {
+                if text.starts_with("waiting: ") || text == "going" {
+                    if text != said {
+                        eprintln!("{text}");
+                        said = text.to_owned();
+                    }
+                } else {
                     return Ok(text.to_owned());
                 }
             }

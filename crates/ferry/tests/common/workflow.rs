@@ -47,18 +47,13 @@ pub fn as_role(db: &TestDb, role: &str) -> String {
         .join(" ")
 }
 
-/// `pgbench -n -c <clients>` against `conninfo` for up to `seconds` (it stops early once
-/// its sessions are ended by a fence).
-pub fn pgbench_load(conninfo: &str, clients: u32, seconds: u32) -> Child {
+/// `pgbench -n -c <clients> -R <rate>` against `conninfo` for up to `seconds` (it stops
+/// early once its sessions are ended by a fence). The rate keeps a debug build's apply and
+/// validation from taking the whole machine.
+pub fn pgbench_load(conninfo: &str, clients: u32, rate: u32, seconds: u32) -> Child {
     pgbench()
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-T",
-            &seconds.to_string(),
-            "-d",
-        ])
+        .args(["-n", "-c", &clients.to_string(), "-R", &rate.to_string()])
+        .args(["-T", &seconds.to_string(), "-d"])
         .arg(conninfo)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -130,13 +130,13 @@ impl Driver<'_> {
 
     async fn phases(&mut self, phase: Phase) -> Result<ExitCode> {
         let journal = self.journal;
-        if phase <= Phase::Sync {
+        if phase <= Phase::Sync && !journal.is_done(Phase::Sync)? {
             journal.enter(Phase::Sync)?;
             self.until_lag_is_low().await?;
             journal.finish(Phase::Sync)?;
             failpoint("sync");
         }
-        if phase <= Phase::Validate {
+        if phase <= Phase::Validate && !journal.is_done(Phase::Validate)? {
             journal.enter(Phase::Validate)?;
             let differences = self.validate().await?;
             if differences > 0 {
@@ -244,15 +244,9 @@ impl Driver<'_> {
         loop {
             let request = self.tick(Phase::Ready).await?;
             let readiness = self.readiness(&gates)?;
-            if let Some(id) = request {
-                match &readiness {
-                    Readiness::Ready => approved = Some(id),
-                    Readiness::NotYet(why) => answer(
-                        self.journal,
-                        &id,
-                        &format!("refused: not ready: {}", why.join("; ")),
-                    ),
-                }
+            if request.is_some() {
+                // Approved: it goes as soon as the gate is open.
+                approved = request;
             }
             match ferry_flow::cutover(&readiness, approval, approved.is_some()) {
                 CutoverDecision::Go => {
@@ -267,6 +261,9 @@ impl Driver<'_> {
                         .is_some_and(|(w, at)| *w == why && at.elapsed() < Duration::from_secs(30));
                     if !repeat {
                         eprintln!("migrate: waiting: {}", why.join("; "));
+                        if let Some(id) = &approved {
+                            answer(self.journal, id, &format!("waiting: {}", why.join("; ")));
+                        }
                         said = Some((why, Instant::now()));
                     }
                 }
