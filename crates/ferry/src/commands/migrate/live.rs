@@ -22,6 +22,8 @@ use crate::session::Session;
 
 /// How often the driver looks at the gate, the requests and the signals.
 const TICK: Duration = Duration::from_millis(100);
+/// How long change capture may take to stop once asked.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the WAL Ferry's slot retains on the source is measured.
 const WAL_EVERY: Duration = Duration::from_secs(5);
 
@@ -48,7 +50,7 @@ pub(super) async fn run(
         .unwrap_or(i64::MAX / 2)
         .saturating_add(60_000);
     let sync_run = async {
-        let result = ferry_cdc::sync(&source, &target, &options, stop.clone(), &mut |e| {
+        let mut on_event = |e: ferry_cdc::SyncEvent<'_>| {
             if let Some(p) = recorder.handle(e) {
                 let now = now_ms();
                 let mut lag = lag.lock().unwrap_or_else(PoisonError::into_inner);
@@ -58,10 +60,32 @@ pub(super) async fn run(
                 });
                 lag.retain(|s| now - s.at_ms <= keep_ms);
             }
-        })
-        .await;
+        };
+        let sync = ferry_cdc::sync(&source, &target, &options, stop.clone(), &mut on_event);
+        // Asked to stop, change capture commits what it applied; a target that blocks that
+        // (a lock held there) must not keep Ferry from stopping: past the grace, the open
+        // target transaction is dropped (rolled back; the origin says where to resume).
+        let grace = async {
+            stop.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = sync => Some(r),
+            () = grace => None,
+        };
         ended.cancel();
-        result
+        if result.is_none() {
+            journal.event(
+                "sync",
+                &format!(
+                    "change capture did not stop within {} s (is the target blocked?): its \
+                     open transaction was abandoned and rolls back; a resume starts from what \
+                     the target committed",
+                    STOP_GRACE.as_secs()
+                ),
+            );
+        }
+        result.transpose()
     };
     let mut driver = Driver {
         session,
@@ -82,12 +106,12 @@ pub(super) async fn run(
     let (synced, driven) = tokio::join!(sync_run, drive);
     match (synced, driven) {
         (_, Ok(code)) => Ok(code),
-        (Err(e), Err(_)) => {
+        (Err(e), Err(driven)) if driven.downcast_ref::<SyncStopped>().is_some() => {
             let fix = "fix the cause, then run `ferry migrate SPEC` again: it resumes from here";
             journal.error(journal.phase()?, &e.to_string(), fix);
             Err(e.into())
         }
-        (Ok(_), Err(e)) => Err(e),
+        (_, Err(e)) => Err(e),
     }
 }
 
@@ -296,7 +320,7 @@ impl Driver<'_> {
     /// id is handed back.
     async fn tick(&mut self, phase: Phase) -> Result<Option<String>> {
         if self.ended.is_cancelled() {
-            bail!("change capture stopped (above)");
+            return Err(SyncStopped.into());
         }
         if self.interrupt.is_cancelled() {
             return Err(HaltError(Halt::Interrupted).into());
@@ -407,6 +431,18 @@ impl Driver<'_> {
         }
     }
 }
+
+/// Change capture ended by itself: its own error says why.
+#[derive(Debug)]
+pub(super) struct SyncStopped;
+
+impl std::fmt::Display for SyncStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("change capture stopped (above)")
+    }
+}
+
+impl std::error::Error for SyncStopped {}
 
 /// A stop that is not a failure.
 #[derive(Debug)]
