@@ -12,6 +12,7 @@
 //! `ferry-bench validate` the validation benchmark (see `validate.rs`).
 
 mod cdc;
+mod migrate;
 mod pg;
 mod proc;
 mod report;
@@ -90,6 +91,10 @@ enum Mode {
     /// clusters against reladiff and a naive hash query per side, clean and with 10 changed
     /// rows; the source's probe latency meanwhile.
     Validate(validate::ValidateArgs),
+    /// The workflow benchmark: `ferry migrate` with pgbench -c 8 writing throughout and an
+    /// automatic cutover; the write-unavailability window, the transactions the fence failed,
+    /// the end-to-end time.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +152,7 @@ fn main() -> ExitCode {
         Some(Mode::Cdc(args)) => cdc::run(args),
         Some(Mode::CdcSteady(args)) => steady::run(args),
         Some(Mode::Validate(args)) => validate::run(args),
+        Some(Mode::Migrate(args)) => migrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
-//! `ferry demo`: two local clusters, a pgbench database plus tables of varied types, the copy
-//! run under live pgbench writes with progress bars, the summary and a verification, then
-//! everything cleaned up.
+//! `ferry demo`: two local clusters, a pgbench database plus tables of varied types, and the
+//! whole workflow (`ferry migrate` with automatic cutover) under pgbench writes from an
+//! application role of its own; then the proof that every committed pgbench transaction is
+//! on the target and that validation found nothing different, the report, and everything
+//! cleaned up.
 
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -10,7 +12,7 @@ use ferry_pg::binaries::client_tool;
 use ferry_pg::local_cluster::{ClusterOptions, LocalCluster};
 use tokio_postgres::NoTls;
 
-use super::copy::{self, Flags};
+use super::migrate;
 use crate::cli::SpecArgs;
 
 const DB: &str = "demo";
@@ -58,12 +60,21 @@ pub async fn run(scale: u32, keep: bool) -> Result<ExitCode> {
     anyhow::ensure!(status.success(), "pgbench -i failed ({status})");
     sql(&source.conninfo(DB), include_str!("demo_types.sql")).await?;
 
+    // The application writes as a role of its own: the cutover's fence keeps out every role
+    // but Ferry's.
+    sql(
+        &source.conninfo(DB),
+        "CREATE ROLE demo_app LOGIN; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO demo_app",
+    )
+    .await?;
+
     let dir = tempfile_dir()?;
     let spec = dir.join("demo.toml");
     std::fs::write(
         &spec,
         format!(
-            "name = \"demo\"\n\n[source]\ndsn = \"{}\"\n\n[target]\ndsn = \"{}\"\n\n[copy]\njobs = 2\nsplit_tables_larger_than = \"64MB\"\n\n[tables]\n# pgbench_history has no key; it only ever receives INSERTs.\nwithout_identity = \"append_only\"\n",
+            "name = \"demo\"\n\n[source]\ndsn = \"{}\"\n\n[target]\ndsn = \"{}\"\n\n[copy]\njobs = 2\nsplit_tables_larger_than = \"64MB\"\nmissing_roles = \"create\"\n\n[tables]\n# pgbench_history has no key; it only ever receives INSERTs.\nwithout_identity = \"append_only\"\n\n[sync]\nmax_lag = \"1s\"\nsustained = \"5s\"\n\n[cutover]\napproval = \"auto\"\ndrain_timeout = \"2s\"\n",
             source.conninfo(DB),
             target.conninfo(DB)
         ),
@@ -71,11 +82,11 @@ pub async fn run(scale: u32, keep: bool) -> Result<ExitCode> {
     .context("cannot write the demo spec")?;
     println!("Spec written to {}", spec.display());
 
-    println!("Starting pgbench writes on the source (2 clients) while Ferry copies…");
+    println!("Starting pgbench writes on the source (4 clients, role demo_app) for the whole migration…");
     let mut load = pgbench
         .command()
-        .args(["-n", "-c", "2", "-T", "3600", "-d"])
-        .arg(source.conninfo(DB))
+        .args(["-n", "-c", "4", "-T", "3600", "-d"])
+        .arg(app_conninfo(&source.conninfo(DB)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,27 +97,48 @@ pub async fn run(scale: u32, keep: bool) -> Result<ExitCode> {
         spec: spec.clone(),
         state: None,
     };
-    let result = copy::run(
+    println!("Running `ferry migrate` (automatic cutover once the lag stays under 1 s for 5 s and validation is clean)…");
+    let result = migrate::run(
         &args,
-        Flags {
+        migrate::Flags {
             allow_nonempty_target: false,
-            restart: false,
-            verify: true,
+            verify_sample: 0.001,
+            retry_for: Duration::from_secs(60),
         },
     )
     .await;
+    // The fence ended pgbench's sessions at cutover; stop what is left of it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = load.kill();
     let _ = load.wait();
-    let txns = count_history(&source.conninfo(DB)).await.unwrap_or(0);
-    println!("pgbench committed {txns} transactions on the source during the copy; none of them stopped.");
-
     let code = result?;
-    let slot = slot_position(&source.conninfo(DB)).await?;
-    println!("Ferry's slot on the source: {slot} (change capture starts there).");
-    let abort = super::abort::run(&args).await;
-    if let Err(e) = abort {
-        eprintln!("warning: cleaning up the slot failed: {e}");
+    let on_source = count_history(&source.conninfo(DB)).await?;
+    let on_target = count_history(&target.conninfo(DB)).await?;
+    println!();
+    println!(
+        "pgbench committed {on_source} transactions on the source; pgbench_history on the target holds {on_target} rows: {}",
+        if on_source == on_target {
+            "every committed transaction is on the target"
+        } else {
+            "MISMATCH"
+        }
+    );
+    let session = crate::session::Session::open(&args, false)?;
+    if let Some(v) = ferry_store::StateStore::last_validation(&session.store)? {
+        println!(
+            "validation before cutover: {} ({} table(s), {} difference(s))",
+            v.result, v.tables, v.differences
+        );
     }
+    drop(session);
+    if let Err(e) = super::steer::finalize(&args).await {
+        eprintln!("warning: finalize failed: {e}");
+    }
+    let code = if on_source == on_target {
+        code
+    } else {
+        ExitCode::FAILURE
+    };
     if keep {
         println!(
             "Keeping the clusters: source {} / target {}",
@@ -150,18 +182,17 @@ async fn count_history(conninfo: &str) -> Result<i64> {
         .try_get(0)?)
 }
 
-async fn slot_position(conninfo: &str) -> Result<String> {
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
-    tokio::spawn(conn);
-    let row = client
-        .query_opt("SELECT slot_name::text, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'ferry_demo'", &[])
-        .await?;
-    Ok(match row {
-        Some(r) => format!(
-            "{} at {}",
-            r.try_get::<_, String>(0)?,
-            r.try_get::<_, Option<String>>(1)?.unwrap_or_default()
-        ),
-        None => "missing".into(),
-    })
+/// The demo database's conninfo, connecting as the application role.
+fn app_conninfo(conninfo: &str) -> String {
+    conninfo
+        .split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("user=") {
+                "user=demo_app".to_owned()
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -5,7 +5,7 @@ mod demo;
 mod holder;
 pub(crate) mod migrate;
 mod status;
-mod steer;
+pub(crate) mod steer;
 pub(crate) mod sync;
 pub(crate) mod validate;
 
