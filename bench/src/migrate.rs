@@ -60,8 +60,17 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
         ),
     )?;
 
-    let mut load_args = vec!["-n".to_owned(), "-c".to_owned(), args.env.clients.to_string()];
-    load_args.extend(["-j".to_owned(), "2".to_owned(), "-T".to_owned(), "36000".to_owned()]);
+    let mut load_args = vec![
+        "-n".to_owned(),
+        "-c".to_owned(),
+        args.env.clients.to_string(),
+    ];
+    load_args.extend([
+        "-j".to_owned(),
+        "2".to_owned(),
+        "-T".to_owned(),
+        "36000".to_owned(),
+    ]);
     if let Some(r) = args.rate {
         load_args.extend(["-R".to_owned(), r.to_string()]);
     }
@@ -70,7 +79,9 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
     load.args(["-U", APP_ROLE]) // the last -U wins: the application role, not Ferry's
         .stdout(Stdio::from(std::fs::File::create(&pgbench_log)?))
         .stderr(Stdio::from(
-            std::fs::OpenOptions::new().append(true).open(&pgbench_log)?,
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&pgbench_log)?,
         ));
     let mut load = load.spawn().context("starting pgbench")?;
     std::thread::sleep(Duration::from_secs(2));
@@ -99,12 +110,19 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
         &std::fs::read_to_string(&report_path)
             .with_context(|| format!("reading {}", report_path.display()))?,
     )?;
-    let pause = report["write_pause_seconds"].as_f64().context("no pause in the report")?;
+    let pause = report["write_pause_seconds"]
+        .as_f64()
+        .context("no pause in the report")?;
     let committed = env
         .tools
         .query_i64(&env.src(), "SELECT count(*) FROM pgbench_history")?;
 
-    println!("\nferry migrate, pgbench scale {} with -c {} writing throughout{}", args.env.scale, args.env.clients, args.rate.map_or(String::new(), |r| format!(" (-R {r})")));
+    println!(
+        "\nferry migrate, pgbench scale {} with -c {} writing throughout{}",
+        args.env.scale,
+        args.env.clients,
+        args.rate.map_or(String::new(), |r| format!(" (-R {r})"))
+    );
     for p in report["phases"].as_array().into_iter().flatten() {
         println!(
             "  {:<10} {:>8.1} s",
@@ -112,8 +130,16 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
             p["seconds"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    println!("  end to end (ferry migrate wall): {:.1} s; peak RSS {} MB", end_to_end.as_secs_f64(), measured.first_peak_rss_kib.map_or("?".into(), |k| (k / 1024).to_string()));
-    println!("  committed pgbench transactions: {committed}; target matches the source ({checked})");
+    println!(
+        "  end to end (ferry migrate wall): {:.1} s; peak RSS {} MB",
+        end_to_end.as_secs_f64(),
+        measured
+            .first_peak_rss_kib
+            .map_or("?".into(), |k| (k / 1024).to_string())
+    );
+    println!(
+        "  committed pgbench transactions: {committed}; target matches the source ({checked})"
+    );
     println!(
         "  transactions failed because of the fence: {aborted} (pgbench clients whose session \
          the fence ended; {} ended between transactions, {} inside one)",
@@ -125,6 +151,12 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
         if pause < TARGET_PAUSE { "PASS" } else { "FAIL" }
     );
     println!("  lag at cutover: {} s", report["lag_at_cutover_seconds"]);
-    println!("logs: {}", env.log(0, "").parent().map(|p| p.display().to_string()).unwrap_or_default());
+    println!(
+        "logs: {}",
+        env.log(0, "")
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }

@@ -13,7 +13,10 @@ use ferry_testkit::{cluster, TestDb};
 
 #[tokio::test]
 async fn the_wal_guard_stops_before_the_slot_is_invalidated() {
-    let (source, target) = (TestDb::create(cluster()).await, TestDb::create(cluster()).await);
+    let (source, target) = (
+        TestDb::create(cluster()).await,
+        TestDb::create(cluster()).await,
+    );
     let src = source.client().await;
     for sql in [
         "ALTER SYSTEM SET max_slot_wal_keep_size = '256MB'",

@@ -116,7 +116,7 @@ impl Applier {
         let rel = self.relations.get(rel_id)?.clone();
         let key: Vec<usize> = rel.key_columns().collect();
         let net = fold.into_net();
-        self.pick_samples(&rel, net.updates.iter().chain(&net.inserts));
+        self.pick_samples(&rel, &net.deleted, net.updates.iter().chain(&net.inserts));
 
         if !net.deleted.is_empty() {
             let rows = net.deleted.len();

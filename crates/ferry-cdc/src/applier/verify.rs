@@ -3,12 +3,15 @@
 //! Ferry's can be in them) and compared with what was applied. A row that is not there, or
 //! whose columns differ, is a mismatch: something else wrote the target, or apply is wrong.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use ferry_replication::pgoutput::ColumnValue;
 use futures_util::future::join_all;
 use tokio_postgres::types::ToSql;
 
 use super::Applier;
+use crate::fold::RowKey;
 use crate::relations::Relation;
 use crate::CdcError;
 
@@ -59,16 +62,21 @@ fn text(v: &ColumnValue) -> Option<String> {
 }
 
 impl Applier {
-    /// Picks every `verify_every`-th row of a table's net changes.
+    /// Picks every `verify_every`-th row of a table's net changes. A row sampled earlier in
+    /// the same group and changed again since (a group may fold a table more than once) has
+    /// its sample replaced by the newest image, or dropped when it was deleted: the read-back
+    /// after commit sees only the last.
     pub(super) fn pick_samples<'a>(
         &mut self,
         rel: &Relation,
-        rows: impl Iterator<Item = &'a Vec<ColumnValue>>,
+        deleted: &[RowKey],
+        rows: impl Iterator<Item = &'a Vec<ColumnValue>> + Clone,
     ) {
         let every = self.limits.verify_every;
         if every == 0 || rel.full_identity || rel.key_columns().next().is_none() {
             return;
         }
+        self.refresh_samples(rel, deleted, rows.clone());
         for row in rows {
             self.sample_seen += 1;
             if self.sample_seen.is_multiple_of(every) && self.samples.len() < MAX_PER_GROUP {
@@ -77,6 +85,40 @@ impl Applier {
                     values: row.clone(),
                 });
             }
+        }
+    }
+
+    fn refresh_samples<'a>(
+        &mut self,
+        rel: &Relation,
+        deleted: &[RowKey],
+        rows: impl Iterator<Item = &'a Vec<ColumnValue>>,
+    ) {
+        let mut sampled: HashMap<RowKey, usize> = self
+            .samples
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.rel.qualified == rel.qualified)
+            .filter_map(|(i, s)| Some((row_key(rel, &s.values)?, i)))
+            .collect();
+        if sampled.is_empty() {
+            return;
+        }
+        let mut gone = Vec::new();
+        for key in deleted {
+            if let Some(i) = sampled.remove(key) {
+                gone.push(i);
+            }
+        }
+        for row in rows {
+            if let Some(i) = row_key(rel, row).and_then(|k| sampled.get(&k)) {
+                self.samples[*i].values = row.clone();
+                gone.retain(|g| g != i);
+            }
+        }
+        gone.sort_unstable();
+        for i in gone.into_iter().rev() {
+            self.samples.remove(i);
         }
     }
 
@@ -179,6 +221,16 @@ impl Applier {
     pub fn take_mismatches(&mut self) -> (Vec<Mismatch>, u64) {
         (std::mem::take(&mut self.mismatches), self.verified)
     }
+}
+
+/// The key of a row as the fold keys it (`None` if a key column is not sent as a value).
+fn row_key(rel: &Relation, values: &[ColumnValue]) -> Option<RowKey> {
+    rel.key_columns()
+        .map(|i| match values.get(i)? {
+            ColumnValue::Text(b) | ColumnValue::Binary(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn key_text(s: &Sample) -> String {

@@ -82,7 +82,9 @@ pub async fn run(scale: u32, keep: bool) -> Result<ExitCode> {
     .context("cannot write the demo spec")?;
     println!("Spec written to {}", spec.display());
 
-    println!("Starting pgbench writes on the source (4 clients, role demo_app) for the whole migration…");
+    println!(
+        "Starting pgbench writes on the source (4 clients, role demo_app) for the whole migration…"
+    );
     let mut load = pgbench
         .command()
         .args(["-n", "-c", "4", "-T", "3600", "-d"])

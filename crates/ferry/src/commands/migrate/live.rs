@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use ferry_cdc::SyncControl;
 use ferry_flow::source::{self, SlotWal};
 use ferry_flow::{CutoverDecision, Gates, LagSample, Phase, Readiness, ValidationFact, WalVerdict};
-use ferry_store::StateStore;
+use ferry_store::{SqliteStore, StateStore};
 use tokio_util::sync::CancellationToken;
 
 use super::journal::{failpoint, keys, now_ms, Journal};
@@ -43,50 +43,36 @@ pub(super) async fn run(
     );
     let stop = CancellationToken::new();
     let ended = CancellationToken::new();
-    let lag = Mutex::new(Vec::<LagSample>::new());
-    let (source, target) = (session.source()?, session.target()?);
-    let mut recorder = Recorder::new(&session.store, flags.retry_for, Duration::from_secs(10))?;
+    let lag = Arc::new(Mutex::new(Vec::<LagSample>::new()));
     let keep_ms = i64::try_from(session.plan.sync.sustained.as_millis())
         .unwrap_or(i64::MAX / 2)
         .saturating_add(60_000);
-    let sync_run = async {
-        let mut on_event = |e: ferry_cdc::SyncEvent<'_>| {
-            if let Some(p) = recorder.handle(e) {
-                let now = now_ms();
-                let mut lag = lag.lock().unwrap_or_else(PoisonError::into_inner);
-                lag.push(LagSample {
-                    at_ms: now,
-                    lag_seconds: p.lag_seconds,
-                });
-                lag.retain(|s| now - s.at_ms <= keep_ms);
-            }
-        };
-        let sync = ferry_cdc::sync(&source, &target, &options, stop.clone(), &mut on_event);
-        // Asked to stop, change capture commits what it applied; a target that blocks that
-        // (a lock held there) must not keep Ferry from stopping: past the grace, the open
-        // target transaction is dropped (rolled back; the origin says where to resume).
-        let grace = async {
-            stop.cancelled().await;
-            tokio::time::sleep(STOP_GRACE).await;
-        };
-        let result = tokio::select! {
-            r = sync => Some(r),
-            () = grace => None,
-        };
-        ended.cancel();
-        if result.is_none() {
-            journal.event(
-                "sync",
-                &format!(
-                    "change capture did not stop within {} s (is the target blocked?): its \
-                     open transaction was abandoned and rolls back; a resume starts from what \
-                     the target committed",
-                    STOP_GRACE.as_secs()
-                ),
-            );
-        }
-        result.transpose()
+    // Change capture runs on a thread (and runtime) of its own, so a busy stream never
+    // starves the driver or the validation beside it.
+    let job = Capture {
+        source: session.source()?,
+        target: session.target()?,
+        options,
+        store: SqliteStore::open(&session.plan.state_dir)?,
+        retry_for: flags.retry_for,
+        keep_ms,
     };
+    let (tokens, samples) = ((stop.clone(), ended.clone()), Arc::clone(&lag));
+    let sync_task = tokio::task::spawn_blocking(move || {
+        let (stop, ended) = tokens;
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(capture(job, stop, ended, samples)),
+            Err(e) => {
+                ended.cancel();
+                Err(anyhow::anyhow!(
+                    "cannot start change capture's runtime: {e}"
+                ))
+            }
+        }
+    });
     let mut driver = Driver {
         session,
         journal,
@@ -103,16 +89,87 @@ pub(super) async fn run(
         stop.cancel();
         result
     };
-    let (synced, driven) = tokio::join!(sync_run, drive);
+    let driven = drive.await;
+    let synced = match sync_task.await {
+        Ok(r) => r,
+        Err(e) => Err(anyhow::anyhow!("change capture ended abnormally: {e}")),
+    };
     match (synced, driven) {
         (_, Ok(code)) => Ok(code),
         (Err(e), Err(driven)) if driven.downcast_ref::<SyncStopped>().is_some() => {
             let fix = "fix the cause, then run `ferry migrate SPEC` again: it resumes from here";
             journal.error(journal.phase()?, &e.to_string(), fix);
-            Err(e.into())
+            Err(e)
         }
         (_, Err(e)) => Err(e),
     }
+}
+
+/// What the change-capture task owns.
+struct Capture {
+    source: ferry_pg::Connector,
+    target: ferry_pg::Connector,
+    options: ferry_cdc::SyncOptions,
+    store: SqliteStore,
+    retry_for: Duration,
+    keep_ms: i64,
+}
+
+/// Change capture until `stop` (plus a grace), recording progress and lag samples.
+/// `Ok(None)`: abandoned after the grace.
+async fn capture(
+    c: Capture,
+    stop: CancellationToken,
+    ended: CancellationToken,
+    lag: Arc<Mutex<Vec<LagSample>>>,
+) -> Result<Option<ferry_cdc::SyncSummary>> {
+    let result = async {
+        let mut recorder = Recorder::new(&c.store, c.retry_for, Duration::from_secs(10))?;
+        let mut on_event = |e: ferry_cdc::SyncEvent<'_>| {
+            if let Some(p) = recorder.handle(e) {
+                let now = now_ms();
+                let mut lag = lag.lock().unwrap_or_else(PoisonError::into_inner);
+                lag.push(LagSample {
+                    at_ms: now,
+                    lag_seconds: p.lag_seconds,
+                });
+                lag.retain(|s| now - s.at_ms <= c.keep_ms);
+            }
+        };
+        let sync = ferry_cdc::sync(
+            &c.source,
+            &c.target,
+            &c.options,
+            stop.clone(),
+            &mut on_event,
+        );
+        // Asked to stop, change capture commits what it applied; a target that blocks that
+        // (a lock held there) must not keep Ferry from stopping: past the grace, the open
+        // target transaction is dropped (rolled back; the origin says where to resume).
+        let grace = async {
+            stop.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = sync => Some(r),
+            () = grace => None,
+        };
+        if result.is_none() {
+            Journal::new(&c.store).event(
+                "sync",
+                &format!(
+                    "change capture did not stop within {} s (is the target blocked?): its \
+                     open transaction was abandoned and rolls back; a resume starts from what \
+                     the target committed",
+                    STOP_GRACE.as_secs()
+                ),
+            );
+        }
+        Ok::<_, anyhow::Error>(result.transpose()?)
+    }
+    .await;
+    ended.cancel();
+    result
 }
 
 /// Why the driver stopped before the migration ended.
