@@ -155,6 +155,31 @@ pub async fn slot_wal(client: &Client, slot: &str) -> Result<Option<SlotWal>, Pg
     }))
 }
 
+/// The target's next transaction id (32 bits), read when it opens: a row whose `xmin` is
+/// younger was written after.
+pub async fn next_xid(client: &Client) -> Result<i64, PgError> {
+    client
+        .query_one("SELECT (txid_current() % 4294967296)::int8", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(sql_error("reading the target's transaction id"))
+}
+
+/// Rows of `table` inserted or updated by transactions from `xid` on (a scan of the table).
+pub async fn rows_written_since(client: &Client, table: &str, xid: i64) -> Result<i64, PgError> {
+    client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM ONLY {table} \
+                  WHERE age(xmin) <= age(($1::int8 % 4294967296)::text::xid)"
+            ),
+            &[&xid],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(sql_error(format!("counting the rows written to {table}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,29 +211,4 @@ mod tests {
         };
         assert_eq!(reset.since(&then).inserted, 3);
     }
-}
-
-/// The target's next transaction id (32 bits), read when it opens: a row whose `xmin` is
-/// younger was written after.
-pub async fn next_xid(client: &Client) -> Result<i64, PgError> {
-    client
-        .query_one("SELECT (txid_current() % 4294967296)::int8", &[])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(sql_error("reading the target's transaction id"))
-}
-
-/// Rows of `table` inserted or updated by transactions from `xid` on (a scan of the table).
-pub async fn rows_written_since(client: &Client, table: &str, xid: i64) -> Result<i64, PgError> {
-    client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM ONLY {table} \
-                  WHERE age(xmin) <= age(($1::int8 % 4294967296)::text::xid)"
-            ),
-            &[&xid],
-        )
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(sql_error(format!("counting the rows written to {table}")))
 }

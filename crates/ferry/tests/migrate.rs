@@ -59,10 +59,9 @@ async fn auto_cutover_under_pgbench_keeps_every_committed_transaction_and_rolls_
     assert_eq!(status["validation"]["result"], "equal", "{status:#}");
 
     // The application's role is kept out of the source; the target takes its writes.
-    let refused = connect(&as_role(&source, &app))
-        .await
-        .err()
-        .expect("fenced");
+    let Err(refused) = connect(&as_role(&source, &app)).await else {
+        panic!("the application connected to the fenced source");
+    };
     assert!(
         format!("{refused:?}").contains("permission denied"),
         "{refused:?}"

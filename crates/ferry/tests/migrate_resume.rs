@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::workflow::{as_role, count, pgbench_database, pgbench_load, QUICK};
 use common::{assert_every_table_same, KillOnDrop, Migration, Outcome};
 use ferry_testkit::{cluster, TestDb};
