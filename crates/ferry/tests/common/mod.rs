@@ -175,8 +175,9 @@ impl Migration {
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {status:#}\ncopy output:\n{}",
-                self.spawned_output()
+                "timed out waiting for {what}; last status: {status:#}\ncopy output:\n{}\nmigrate output:\n{}",
+                self.spawned_output(),
+                self.logged_output("migrate")
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
