@@ -101,6 +101,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
+    // Already current (the common case): no write lock, so readers such as a `ferry status`
+    // polled every few milliseconds never hold up the process doing the work.
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_err)?;
+    if usize::try_from(current).is_ok_and(|v| v == MIGRATIONS.len()) {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(open_err)?;

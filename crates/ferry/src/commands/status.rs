@@ -113,10 +113,10 @@ struct Error {
 }
 
 pub fn run(args: &SpecArgs, json: bool) -> Result<ExitCode> {
+    // Read-only: a status polled while a migration runs never writes (not even the command
+    // log), so it never holds the store's write lock against the work.
     let session = Session::open(args, false)?;
-    let id = session.log_command()?;
     let status = gather(&session)?;
-    session.finish_command(id, "ok");
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
