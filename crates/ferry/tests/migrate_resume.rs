@@ -10,8 +10,9 @@ use common::{assert_every_table_same, KillOnDrop, Migration, Outcome};
 use ferry_testkit::{cluster, TestDb};
 
 /// The step boundaries before the cutover, and those inside it.
-const BEFORE: [&str; 4] = ["check", "copy", "sync", "validate"];
-const INSIDE: [&str; 5] = [
+const BEFORE: [&str; 5] = ["check", "prepare", "copy", "sync", "validate"];
+const INSIDE: [&str; 6] = [
+    "ready",
     "cutover.before_fence",
     "cutover.fenced",
     "cutover.applied",
