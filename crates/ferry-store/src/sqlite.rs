@@ -55,9 +55,24 @@ impl SqliteStore {
         };
         let mut conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
-            .map_err(open_err)?;
-        migrate(&mut conn, &path)?;
+        // Two processes opening a new store at once (a `ferry status` polled while `ferry
+        // migrate` starts) race to switch it to WAL, and the loser is told "locked" at once,
+        // without the busy timeout: it tries again for as long.
+        let started = std::time::Instant::now();
+        loop {
+            let wal = conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
+                .map_err(open_err)
+                .and_then(|_| migrate(&mut conn, &path));
+            match wal {
+                Err(StoreError::Open { source, .. })
+                    if is_locked(&source) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
@@ -132,6 +147,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             .map_err(open_err)?;
     }
     tx.commit().map_err(open_err)
+}
+
+/// SQLite's "busy" or "locked".
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Now, in unix milliseconds.
