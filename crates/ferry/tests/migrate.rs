@@ -17,6 +17,14 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgre
     Ok(client)
 }
 
+/// Waits for a `ferry migrate` started in the background to exit.
+async fn exited(mut migrate: KillOnDrop) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || migrate.0.wait())
+        .await
+        .expect("join")
+        .expect("wait for migrate")
+}
+
 #[tokio::test]
 async fn auto_cutover_under_pgbench_keeps_every_committed_transaction_and_rolls_back_exactly() {
     let (source, target) = (
@@ -107,7 +115,7 @@ async fn manual_approval_refusals_cutover_and_finalize() {
     );
 
     let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 200, 600));
-    let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
+    let migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
     m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
         .await;
     // No terminal to confirm on: refused, nothing done.
@@ -128,10 +136,7 @@ async fn manual_approval_refusals_cutover_and_finalize() {
 
     let go = m.run_async("cutover", &["--yes"]).await.success();
     assert!(go.text().contains("cut over"), "{}", go.text());
-    let status = tokio::task::spawn_blocking(move || migrate.0.wait())
-        .await
-        .expect("join")
-        .expect("wait for migrate");
+    let status = exited(migrate).await;
     assert!(status.success(), "{}", m.logged_output("migrate"));
     load.kill9();
     let tgt = target.client().await;
@@ -172,14 +177,11 @@ async fn rollback_before_cutover_through_the_running_migrate_restores_the_source
     let before = source_fingerprint(&src).await;
     let m = Migration::between("mig-back", &source, &target, QUICK);
     let mut load = KillOnDrop(pgbench_load(&as_role(&source, &app), 2, 200, 600));
-    let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
+    let migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
     m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
         .await;
     m.run_async("rollback", &["--yes"]).await.success();
-    let status = tokio::task::spawn_blocking(move || migrate.0.wait())
-        .await
-        .expect("join")
-        .expect("wait for migrate");
+    let status = exited(migrate).await;
     assert!(status.success(), "{}", m.logged_output("migrate"));
     load.kill9();
     assert_eq!(source_fingerprint(&src).await, before);
@@ -196,7 +198,7 @@ async fn a_fence_that_does_not_hold_is_rolled_back_and_said() {
     let src = source.client().await;
     let before = source_fingerprint(&src).await;
     let m = Migration::between("mig-leak", &source, &target, QUICK);
-    let mut migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
+    let migrate = KillOnDrop(m.spawn_logged("migrate", &[], "migrate"));
     m.wait_for_status("ready", Duration::from_secs(120), |s| s["phase"] == "ready")
         .await;
     // A session of Ferry's own role (which the fence cannot keep out) holds a transaction.
@@ -214,10 +216,7 @@ async fn a_fence_that_does_not_hold_is_rolled_back_and_said() {
         out.text()
     );
     assert!(out.text().contains("intruder"), "{}", out.text());
-    let status = tokio::task::spawn_blocking(move || migrate.0.wait())
-        .await
-        .expect("join")
-        .expect("wait for migrate");
+    let status = exited(migrate).await;
     assert!(!status.success(), "{}", m.logged_output("migrate"));
     let status = m.status_async().await;
     assert_eq!(status["phase"], "ready", "{status:#}");

@@ -112,15 +112,7 @@ pub async fn finalize(args: &SpecArgs) -> Result<ExitCode> {
         )));
     }
     let id = session.log_command()?;
-    let removed = ferry_copy::remove_from_source(
-        &session.plan.name,
-        &session.source()?,
-        &session.plan.state_dir,
-    )
-    .await?;
-    for r in removed {
-        journal.event("finalize", &r);
-    }
+    rollback::clear_source(&session, &journal, "finalize").await?;
     journal.enter(Phase::Finalized)?;
     journal.event(
         "finalize",

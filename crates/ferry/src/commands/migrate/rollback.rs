@@ -49,15 +49,7 @@ pub(crate) async fn roll_back(session: &Session, journal: &Journal<'_>) -> Resul
             journal.event("rollback", &line);
         }
     }
-    let removed = ferry_copy::remove_from_source(
-        &session.plan.name,
-        &session.source()?,
-        &session.plan.state_dir,
-    )
-    .await?;
-    for r in removed {
-        journal.event("rollback", &r);
-    }
+    clear_source(session, journal, "rollback").await?;
     journal.enter(Phase::RolledBack)?;
     journal.event(
         "rollback",
@@ -68,6 +60,25 @@ pub(crate) async fn roll_back(session: &Session, journal: &Journal<'_>) -> Resul
             session.plan.target.conninfo.identity()
         ),
     );
+    Ok(())
+}
+
+/// Removes Ferry's slot, publications, snapshot holder and spool from the source (the
+/// store keeps the history), each removal an event of `kind`.
+pub(crate) async fn clear_source(
+    session: &Session,
+    journal: &Journal<'_>,
+    kind: &str,
+) -> Result<()> {
+    let removed = ferry_copy::remove_from_source(
+        &session.plan.name,
+        &session.source()?,
+        &session.plan.state_dir,
+    )
+    .await?;
+    for r in removed {
+        journal.event(kind, &r);
+    }
     Ok(())
 }
 
